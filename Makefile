@@ -1,0 +1,35 @@
+# The two entry points of a fresh machine: `make demo` (the main job) and
+# `make test` (what CI runs). Each creates the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# Pins the CPU torch wheel of the dev/CI machine; `make CONSTRAINTS= ...` to let
+# pip choose (e.g. a CUDA build on a GPU box).
+CONSTRAINTS ?= constraints.txt
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/tucker-sweep demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/layer_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""HOOI (higher-order orthogonal iteration) of a conv kernel, through tensorly.
+
+The kernel N x C x kh x kw is decomposed as the 3-way tensor N x C x (kh*kw). tensorly's
+`tucker` is HOOI with an SVD (HOSVD) initialisation; it runs on the PyTorch backend inside a
+thread-local backend context, so the caller's tensorly backend is left as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import tensorly
+import torch
+from tensorly.decomposition import tucker
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TuckerFactors:
+    """Core (N' x C' x D') and factors U_N (N x N'), U_C (C x C'), U_D (D x D') of a kernel."""
+
+    core: Tensor
+    out_factor: Tensor
+    in_factor: Tensor
+    spatial_factor: Tensor
+    relative_error: float
+
+    @property
+    def factors(self) -> tuple[Tensor, Tensor, Tensor]:
+        return (self.out_factor, self.in_factor, self.spatial_factor)
+
+
+def hooi(
+    weight: Tensor, ranks: Sequence[int], n_iter_max: int = 100, tol: float = 1e-7
+) -> TuckerFactors:
+    """Tucker decomposition of a conv kernel (N x C x kh x kw, or already N x C x D) at `ranks`.
+
+    Runs in float64 for accuracy (kernels are small) and returns tensors in the weight's dtype
+    and device. `relative_error` is ||W - W_hat||_F / ||W||_F (0 for an all-zero kernel).
+    """
+    target = weight.detach().to(torch.float64)
+    target = target.reshape(target.shape[0], target.shape[1], -1)
+    with tensorly.backend_context("pytorch", local_threadsafe=True):
+        core, factors = tucker(
+            target, rank=[int(r) for r in ranks], n_iter_max=n_iter_max, tol=tol, init="svd"
+        )
+        approximation = tensorly.tucker_to_tensor((core, factors))
+    norm = torch.linalg.norm(target)
+    error = torch.linalg.norm(target - approximation) / norm if norm > 0 else norm
+    as_weight = {"dtype": weight.dtype, "device": weight.device}
+    return TuckerFactors(
+        core=core.to(**as_weight),
+        out_factor=factors[0].to(**as_weight),
+        in_factor=factors[1].to(**as_weight),
+        spatial_factor=factors[2].to(**as_weight),
+        relative_error=float(error),
+    )
