@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/tucker-sweep demo
+	$(BIN)/tucker-sweep train --data digits --model vgg_small --ranks 0.25 --epochs 10
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -159,7 +159,9 @@ RankSpec = float | str | Sequence[int] | Sequence[float]
 def ranks_from_spec(geometry: ConvGeometry, spec: RankSpec) -> TuckerRanks:
     """Turn a rank specification into a valid triple for this layer.
 
-    - `"full"`: (N, C, D), exact decomposition;
+    - `"full"`: the largest feasible ranks, (N, C, D) made feasible: still an exact
+      decomposition, since a mode-n rank never exceeds the product of the other two
+      dimensions (a 1x1 conv 32 x 16 x 1 has ranks at most (16, 16, 1));
     - a ratio in (0, 1]: each rank round(ratio * dim), at least 1, made feasible;
     - three ratios (floats in (0, 1]): one per mode, likewise;
     - three integers: validated as given (errors are not silently fixed).
@@ -168,7 +170,7 @@ def ranks_from_spec(geometry: ConvGeometry, spec: RankSpec) -> TuckerRanks:
     if isinstance(spec, str):
         if spec != "full":
             raise InvalidRanksError(f"unknown rank specification {spec!r} (use 'full' or a ratio)")
-        return TuckerRanks(*dims)
+        return make_feasible(dims, dims)[0]
     if isinstance(spec, bool):
         raise InvalidRanksError(f"invalid rank specification {spec!r}")
     if isinstance(spec, int | float):

@@ -65,6 +65,8 @@ def test_make_feasible_lowers_the_single_violating_rank():
 
 def test_rank_specs():
     assert ranks_from_spec(GEOMETRY, "full") == (128, 256, 9)
+    # "full" is the largest feasible triple: a 32x16 1x1 conv has multilinear rank <= (16, 16, 1)
+    assert ranks_from_spec(ConvGeometry.of(16, 32, 1), "full") == (16, 16, 1)
     assert ranks_from_spec(GEOMETRY, 0.25) == (32, 64, 2)
     assert ranks_from_spec(GEOMETRY, (0.5, 0.25, 1.0)) == (64, 64, 9)
     assert ranks_from_spec(GEOMETRY, (16, 16, 3)) == (16, 16, 3)

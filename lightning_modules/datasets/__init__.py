@@ -1,0 +1,1 @@
+"""Implementation of the data modules; the public surface is `lightning_modules.data`."""

@@ -1,0 +1,23 @@
+"""Typed errors of the data modules: each message is one line a user can act on."""
+
+from __future__ import annotations
+
+
+class DataError(Exception):
+    """Base of every error raised by the data modules, so a CLI can catch them all."""
+
+
+class DatasetUnavailableError(DataError, RuntimeError):
+    """The data is not on disk and cannot be fetched here (offline, missing file)."""
+
+
+class TorchvisionUnavailableError(DatasetUnavailableError):
+    """torchvision, needed by this dataset, is missing or does not load beside this torch."""
+
+
+class InvalidDatasetError(DataError, ValueError):
+    """The data or the options given are unusable (wrong keys, shapes, labels, fractions)."""
+
+
+class UnknownDatasetError(DataError, ValueError):
+    """No data module is registered under the name asked for."""
