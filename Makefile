@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/tucker-sweep train --data digits --model vgg_small --ranks 0.25 --epochs 10
+	$(BIN)/tucker-sweep launch configs/digits.yaml --name digits-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,7 +27,7 @@ from lightning_modules.tucker_ops import CONV_PATHS
 
 # Timing repetitions per candidate after one warm-up run; the minimum is kept because noise
 # (other processes, frequency scaling) only ever adds time.
-_TIMED_RUNS = 3
+_TIMED_RUNS = 5
 _choices: dict[tuple, str] = {}
 
 
@@ -46,25 +46,21 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_path(
+def _run_path(
     path: Callable[..., Tensor],
     x: Tensor,
     params: Sequence[Tensor | None],
     geometry: ConvGeometry,
     with_backward: bool,
 ) -> float:
-    """Seconds for one call (forward, or forward+backward), best of _TIMED_RUNS."""
-    best = float("inf")
-    for run in range(_TIMED_RUNS + 1):
-        _synchronize(x.device)
-        start = time.perf_counter()
-        out = path(x, *params, geometry)
-        if with_backward:
-            out.backward(torch.ones_like(out))
-        _synchronize(x.device)
-        if run > 0:
-            best = min(best, time.perf_counter() - start)
-    return best
+    """Seconds for one call (forward, or forward+backward)."""
+    _synchronize(x.device)
+    start = time.perf_counter()
+    out = path(x, *params, geometry)
+    if with_backward:
+        out.backward(torch.ones_like(out))
+    _synchronize(x.device)
+    return time.perf_counter() - start
 
 
 def cost_model_choice(geometry: ConvGeometry, ranks: Sequence[int], x: Tensor) -> str:
@@ -96,14 +92,20 @@ def choose_implementation(
     choice = _choices.get(key)
     if choice is not None:
         return choice
-    timings = {}
     probe_x = x.detach().requires_grad_(with_backward and x.requires_grad)
-    for name, path in CONV_PATHS.items():
-        probe_params = [
-            None if p is None else p.detach().requires_grad_(with_backward) for p in params
-        ]
-        with torch.set_grad_enabled(with_backward):
-            timings[name] = _time_path(path, probe_x, probe_params, geometry, with_backward)
+    probes = {
+        name: [None if p is None else p.detach().requires_grad_(with_backward) for p in params]
+        for name in CONV_PATHS
+    }
+    # Round-robin, best of _TIMED_RUNS after a warm-up round: a burst of load from another
+    # process then slows every candidate once instead of condemning the one it hit.
+    timings = dict.fromkeys(CONV_PATHS, float("inf"))
+    with torch.set_grad_enabled(with_backward):
+        for run in range(_TIMED_RUNS + 1):
+            for name, path in CONV_PATHS.items():
+                seconds = _run_path(path, probe_x, probes[name], geometry, with_backward)
+                if run > 0:
+                    timings[name] = min(timings[name], seconds)
     choice = min(timings, key=timings.__getitem__)
     _choices[key] = choice
     return choice

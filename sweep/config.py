@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sweep.errors import ConfigError
 
@@ -119,13 +126,34 @@ class TrainConfig(StrictModel):
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 
 
+_TYPE_MISMATCH_SUFFIXES = ("_type", "_parsing", "literal_error")
+_BUILTIN_TAGS = {"float", "int", "str", "bool", "none"}
+
+
+def _is_union_tag(part: object) -> bool:
+    """Pydantic names union members in error locations ('float', 'list[float]', a model's
+    class name); they are not keys the user wrote."""
+    if not isinstance(part, str):
+        return False
+    return "[" in part or part in _BUILTIN_TAGS or part[:1].isupper()
+
+
 def describe_validation_error(error: ValidationError) -> str:
-    """The first problem as 'key.path: message (got value)', on one line."""
-    first = error.errors()[0]
-    # Union members add their type names to the location; the user's key path is what matters.
-    location = ".".join(
-        str(part) for part in first["loc"] if not (isinstance(part, str) and "[" in part)
+    """The most telling problem as 'key.path: message (got value)', on one line.
+
+    For a value that fits no member of a union, a member's own complaint (a range check)
+    says more than the other members' type mismatches, so it is preferred.
+    """
+    problems = error.errors()
+    first = min(
+        problems,
+        key=lambda e: e["type"].endswith(_TYPE_MISMATCH_SUFFIXES) and len(problems) > 1,
     )
+
+    def key_path(problem: dict) -> str:
+        return ".".join(str(part) for part in problem["loc"] if not _is_union_tag(part))
+
+    location = key_path(first)
     message = first["msg"]
     shown = f" (got {first.get('input')!r})"
     if first["type"] == "extra_forbidden":
@@ -134,9 +162,10 @@ def describe_validation_error(error: ValidationError) -> str:
         shown = ""
     elif first["type"] == "value_error":  # our validators' messages already show the value
         message, shown = str(first["ctx"]["error"]), ""
-    more = len(error.errors()) - 1
+    more = len({key_path(problem) for problem in problems}) - 1  # union members count once
     suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more else ""
-    return f"{location or 'config'}: {message}{shown}{suffix}"
+    prefix = f"{location}: " if location else ""
+    return f"{prefix}{message}{shown}{suffix}"
 
 
 def set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
@@ -184,3 +213,186 @@ def build_config(
     except ValidationError as error:
         source = f"{path}: " if path is not None else ""
         raise ConfigError(source + describe_validation_error(error)) from None
+
+
+# ---- sweeps (`tucker-sweep launch`) ---------------------------------------------------------
+
+
+def _check_ratios(values: list[float]) -> list[float]:
+    if not values:
+        raise ValueError("needs at least one ratio")
+    for value in values:
+        if not 0 < value <= 1:
+            raise ValueError(f"ratios must be in (0, 1], got {value}")
+    return values
+
+
+class RatioLists(StrictModel):
+    """Per-mode rank ratios: the choices of `mode: ratio`, and of `mode: per_layer` unseeded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    out: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.5])
+    in_: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.5], alias="in")
+    spatial: list[float] = Field(default_factory=lambda: [0.34, 0.67, 1.0])
+
+    _valid = field_validator("out", "in_", "spatial")(_check_ratios)
+
+    def as_tuple(self) -> tuple[list[float], list[float], list[float]]:
+        return (self.out, self.in_, self.spatial)
+
+
+class DecompositionConfig(StrictModel):
+    """Which convs become Tucker layers and how their ranks are searched."""
+
+    layers: Literal["all"] | list[str] = "all"  # "all": every decomposable conv but the input
+    mode: Literal["per_layer", "ratio"] = "per_layer"
+    ratios: RatioLists = Field(default_factory=RatioLists)
+    seed: bool = True  # narrow per-layer candidates with a HOOI analysis of a dense baseline
+    seed_epochs: int = Field(6, ge=1)  # epochs of the dense baseline
+    # Lower than the textbook 0.9-0.99: a briefly trained net's kernels keep much of their
+    # flat random-init spectrum, so 0.8 and above leave most of every mode (below 2x).
+    thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
+    method: Literal["energy", "vbmf"] = "energy"
+    init: list[Literal["hooi", "random"]] = Field(default_factory=lambda: ["hooi", "random"])
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, values: list[float]) -> list[float]:
+        if not values:
+            raise ValueError("needs at least one energy threshold")
+        for value in values:
+            if not 0 < value <= 1:
+                raise ValueError(f"energy thresholds must be in (0, 1], got {value}")
+        return values
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("needs at least one of hooi, random")
+        return list(dict.fromkeys(values))
+
+
+class LearningRateRange(StrictModel):
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+    log: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LearningRateRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class SearchConfig(StrictModel):
+    algorithm: Literal["random", "grid", "optuna"] = "random"
+    num_samples: int = Field(12, ge=1)
+    max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as resources allow
+    lr: float | list[float] | LearningRateRange = Field(
+        default_factory=lambda: LearningRateRange(low=0.02, high=0.1)
+    )
+    seed: int = 0
+
+    @field_validator("lr")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, float | int) and not (item > 0 and math.isfinite(item)):
+                raise ValueError(f"learning rates must be positive and finite, got {item}")
+        if isinstance(value, list) and not value:
+            raise ValueError("needs at least one learning rate")
+        return value
+
+
+class SchedulerConfig(StrictModel):
+    """ASHA early stopping over epochs, or none (every trial runs to stopping.max_epochs)."""
+
+    name: Literal["asha", "none"] = "asha"
+    max_t: int | None = Field(None, ge=1)  # None: stopping.max_epochs
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+    brackets: int = Field(1, ge=1)
+
+
+class ResourcesConfig(StrictModel):
+    """Per trial; fractions share a GPU between trials."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class StoppingConfig(StrictModel):
+    max_epochs: int = Field(6, ge=1)
+    target_accuracy: float = Field(0.95, gt=0, le=1)  # for epochs/seconds-to-target metrics
+
+
+class TrainingConfig(StrictModel):
+    """What every trial shares (the learning rate is searched: see search.lr)."""
+
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    seed: int = 0
+    max_failures: int = Field(2, ge=0)  # retries of a trial that raised
+
+
+class ClusterConfig(StrictModel):
+    """`address` None: $RAY_ADDRESS if set, else a local Ray on loopback."""
+
+    address: str | None = None
+    storage_path: str = "ray_results"  # a directory, or a URI (s3://...) shared by all nodes
+
+
+class FaultInjectionConfig(StrictModel):
+    """For resilience tests only: trials (by creation index, 0-based) that raise at the start
+    of `epoch`, on their first attempt only (`transient`) or on every attempt (`permanent`)."""
+
+    epoch: int = Field(1, ge=0)
+    transient: list[int] = Field(default_factory=list)
+    permanent: list[int] = Field(default_factory=list)
+
+
+class SweepConfig(StrictModel):
+    """A whole sweep (`tucker-sweep launch`). The defaults are the bundled digits sweep
+    (configs/digits.yaml spells them out)."""
+
+    name: str = Field("digits", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    decomposition: DecompositionConfig = Field(default_factory=DecompositionConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    fault_injection: FaultInjectionConfig = Field(default_factory=FaultInjectionConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepConfig:
+        max_t = self.max_t
+        if max_t > self.stopping.max_epochs:
+            raise ValueError(
+                f"scheduler.max_t ({max_t}) exceeds stopping.max_epochs "
+                f"({self.stopping.max_epochs})"
+            )
+        if self.scheduler.grace_period > max_t:
+            raise ValueError(
+                f"scheduler.grace_period ({self.scheduler.grace_period}) exceeds "
+                f"scheduler.max_t ({max_t})"
+            )
+        if self.search.algorithm == "grid" and isinstance(self.search.lr, LearningRateRange):
+            raise ValueError("search.lr: grid search needs a list of learning rates, not a range")
+        if self.resources.gpu > 1 and self.resources.gpu != int(self.resources.gpu):
+            raise ValueError(f"resources.gpu: a fraction must be below 1, got {self.resources.gpu}")
+        return self
+
+    @property
+    def max_t(self) -> int:
+        return self.scheduler.max_t or self.stopping.max_epochs

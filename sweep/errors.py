@@ -15,6 +15,10 @@ class TrackingError(TuckerSweepError, RuntimeError):
     """The MLflow tracking store cannot be reached or does not hold what was asked for."""
 
 
+class SweepInterrupted(Exception):
+    """The sweep stopped before its trials finished (Ctrl-C); it can be resumed."""
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """Every exception type that means "your input is wrong" rather than "the program is
     wrong". Imported on demand: importing Lightning takes seconds, and `--help` or a

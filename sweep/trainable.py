@@ -1,0 +1,171 @@
+"""The Ray Tune function trainable: one trial = one Lightning fit of a Tucker CNN.
+
+Everything the trial needs arrives through `tune.with_parameters` (Ray's object store, so it
+reaches every node): the sweep config, the model's conv layers, and the dense baseline's
+weights for HOOI initialisation. Trials report val_acc, val_loss, train_loss and train_acc
+once per epoch with a checkpoint (Ray's Lightning callback), and a restarted trial continues
+from its last checkpoint. Workers need no MLflow access: the driver records everything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from filelock import FileLock
+from ray import tune
+from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
+
+from lightning_modules.data import ClassificationDataModule, make_datamodule
+from lightning_modules.models import ConvLayer
+from lightning_modules.module import TuckerClassifier
+from sweep.config import SweepConfig
+from sweep.space import TrialPlan, decode_trial
+
+REPORTED_METRICS = ("val_acc", "val_loss", "train_loss", "train_acc")
+CHECKPOINT_FILE = "checkpoint.ckpt"
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a model needs to know about the data."""
+
+    in_channels: int
+    num_classes: int
+    input_size: tuple[int, int]
+
+    @classmethod
+    def of(cls, datamodule: ClassificationDataModule) -> DataShape:
+        channels, height, width = datamodule.input_shape
+        return cls(channels, datamodule.num_classes, (height, width))
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Shared by every trial of a sweep (shipped once through the object store)."""
+
+    config: SweepConfig
+    layers: tuple[ConvLayer, ...]
+    data_shape: DataShape
+    baseline_state: dict[str, torch.Tensor] | None  # dense weights for init="hooi"
+
+
+def datamodule_for(config: SweepConfig) -> ClassificationDataModule:
+    return make_datamodule(
+        config.data.name,
+        seed=config.training.seed,
+        batch_size=config.training.batch_size,
+        **config.data.options,
+    )
+
+
+def prepare_data_once_per_node(datamodule: ClassificationDataModule) -> None:
+    """Concurrent trials on one node share the download cache: the first one downloads,
+    the others wait for it and then find the files."""
+    lock_path = Path(tempfile.gettempdir()) / f"tucker-sweep-data-{datamodule.name}.lock"
+    with FileLock(str(lock_path)):
+        datamodule.prepare_data()
+
+
+def classifier_options(config: SweepConfig, data_shape: DataShape, lr: float) -> dict[str, Any]:
+    """TuckerClassifier arguments shared by the baseline and every trial."""
+    training = config.training
+    return {
+        "model_name": config.model.name,
+        "in_channels": data_shape.in_channels,
+        "num_classes": data_shape.num_classes,
+        "input_size": data_shape.input_size,
+        "model_options": config.model.options,
+        "optimizer": training.optimizer,
+        "lr": lr,
+        "momentum": training.momentum,
+        "weight_decay": training.weight_decay,
+        "schedule": training.schedule,
+        "max_epochs": config.stopping.max_epochs,
+    }
+
+
+def build_trial_classifier(setup: TrialSetup, plan: TrialPlan) -> TuckerClassifier:
+    options = classifier_options(setup.config, setup.data_shape, plan.lr)
+    if plan.init == "hooi" and setup.baseline_state is not None:
+        dense = TuckerClassifier(**options)
+        dense.model.load_state_dict(setup.baseline_state)
+        return TuckerClassifier.from_dense(dense, plan.rank_plan, init="hooi")
+    # init "random", or no baseline to start from (decomposition.seed off): fresh weights.
+    return TuckerClassifier(**options, rank_plan=plan.rank_plan)
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by fault injection (resilience tests)."""
+
+
+class FaultInjector(pl.Callback):
+    """Makes a trial raise at the start of an epoch, on its first attempt only or on every
+    attempt. Attempts are told apart by a marker file in the trial's directory, which
+    survives a retry on the same node."""
+
+    def __init__(self, epoch: int, every_attempt: bool, marker: Path) -> None:
+        self.epoch = epoch
+        self.every_attempt = every_attempt
+        self.marker = marker
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, _module: pl.LightningModule) -> None:
+        if trainer.current_epoch != self.epoch:
+            return
+        if self.every_attempt or not self.marker.exists():
+            self.marker.touch()
+            raise InjectedFault(f"injected fault at epoch {self.epoch}")
+
+
+def _fault_injector(config: SweepConfig) -> FaultInjector | None:
+    faults = config.fault_injection
+    if not (faults.transient or faults.permanent):
+        return None
+    context = tune.get_context()
+    trial_index = int(context.get_trial_name().rsplit("_", 1)[-1])
+    if trial_index not in (*faults.transient, *faults.permanent):
+        return None
+    marker = Path(context.get_trial_dir()) / "injected-fault"
+    return FaultInjector(faults.epoch, trial_index in faults.permanent, marker)
+
+
+def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
+    """The function trainable: decode, build, fit; resume from Tune's checkpoint if any."""
+    config = setup.config
+    plan = decode_trial(trial_config, config, setup.layers)
+    pl.seed_everything(config.training.seed, verbose=False)
+    datamodule = datamodule_for(config)
+    prepare_data_once_per_node(datamodule)
+    classifier = build_trial_classifier(setup, plan)
+    callbacks: list[pl.Callback] = [
+        TuneReportCheckpointCallback(
+            metrics=list(REPORTED_METRICS), filename=CHECKPOINT_FILE, on="train_epoch_end"
+        )
+    ]
+    injector = _fault_injector(config)
+    if injector is not None:
+        callbacks.append(injector)
+    trainer = pl.Trainer(
+        max_epochs=config.max_t,
+        accelerator="auto",  # the GPU Ray assigned (CUDA_VISIBLE_DEVICES), else the CPU
+        devices=1,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,  # Tune owns checkpoints
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(classifier, datamodule=datamodule)
+        return
+    with checkpoint.as_directory() as directory:
+        trainer.fit(
+            classifier, datamodule=datamodule, ckpt_path=os.path.join(directory, CHECKPOINT_FILE)
+        )

@@ -1,0 +1,115 @@
+"""Whole sweeps on a real local Ray with real Lightning trials and a real MLflow store."""
+
+import math
+import signal
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+from sweep_helpers import run_cli, start_cli, trial_runs, write_config
+
+FINAL_METRICS = {
+    "params", "flops", "compression", "best_val_acc", "epochs_to_target", "seconds_to_target",
+    "epochs_run", "stopped_early", "wall_seconds",
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_digits_sweep_with_asha_records_every_trial(tmp_path):
+    config = write_config(tmp_path, {})
+    result = run_cli("launch", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best val_acc" in result.stdout
+
+    runs = trial_runs(tmp_path)
+    assert len(runs) == 8
+    assert len({run.data.tags["tucker_sweep.trial_id"] for run in runs}) == 8
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert set(run.data.metrics) >= FINAL_METRICS, run.data.metrics
+        assert any(key.startswith("ranks/") for key in run.data.params)
+        assert {"lr", "init"} <= set(run.data.params)
+    stopped = [run for run in runs if run.data.metrics["stopped_early"] == 1.0]
+    assert stopped, "ASHA stopped no trial"
+    for run in stopped:
+        assert run.data.metrics["epochs_run"] < 6
+        assert run.data.tags["tucker_sweep.stop_reason"] == "stopped_early"
+    best = max(run.data.metrics["best_val_acc"] for run in runs)
+    assert best > 0.90
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(
+            range(1, int(run.data.metrics["epochs_run"]) + 1)
+        )
+        reached = [m.step for m in history if m.value >= 0.9]
+        expected = min(reached) if reached else math.nan
+        got = run.data.metrics["epochs_to_target"]
+        assert got == expected or (math.isnan(got) and math.isnan(expected))
+    (parent,) = client.search_runs(
+        [runs[0].info.experiment_id], filter_string="tags.`tucker_sweep.kind` = 'sweep'"
+    )
+    assert parent.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "config.yaml", "seed.json", "spectra.png",
+    }  # fmt: skip
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs)
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_without_duplicate_runs(tmp_path):
+    config = write_config(tmp_path, {"scheduler.name": "none", "stopping.max_epochs": 4,
+                                     "scheduler.max_t": 4, "search.num_samples": 6})  # fmt: skip
+    driver = start_cli("launch", str(config), cwd=tmp_path, log=tmp_path / "first.log")
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            finished = [r for r in trial_runs(tmp_path) if r.info.status == "FINISHED"]
+            if len(finished) >= 2:
+                break
+            assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(1)
+        driver.send_signal(signal.SIGINT)
+        driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert len(trial_runs(tmp_path)) < 6, "the sweep finished before it could be interrupted"
+
+    result = run_cli("launch", "--resume", "test-sweep", "--storage-path",
+                     str(tmp_path / "ray_results"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = trial_runs(tmp_path)
+    trial_ids = [run.data.tags["tucker_sweep.trial_id"] for run in runs]
+    assert len(trial_ids) == len(set(trial_ids)) == 6
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    assert all(run.data.metrics["epochs_run"] == 4 for run in runs)
+
+
+@pytest.mark.slow
+def test_failing_trials_are_retried_or_marked_failed(tmp_path):
+    config = write_config(
+        tmp_path,
+        {
+            "search.num_samples": 4,
+            "scheduler.name": "none",
+            "stopping.max_epochs": 3,
+            "scheduler.max_t": 3,
+            "training.max_failures": 1,
+            "decomposition.seed": False,
+            "decomposition.init": ["random"],
+            # trial 0 raises on its first attempt only; trial 1 on every attempt
+            "fault_injection": {"epoch": 1, "transient": [0], "permanent": [1]},
+        },
+    )
+    result = run_cli("launch", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 failed" in result.stdout
+    runs = {run.data.tags["trial_name"].rsplit("_", 1)[-1]: run for run in trial_runs(tmp_path)}
+    assert len(runs) == 4
+    assert runs["00000"].info.status == "FINISHED"
+    assert runs["00000"].data.metrics["epochs_run"] == 3
+    assert runs["00001"].info.status == "FAILED"
+    assert runs["00001"].data.tags["tucker_sweep.stop_reason"] == "failed"
+    assert {runs[i].info.status for i in ("00002", "00003")} == {"FINISHED"}
