@@ -288,7 +288,7 @@ class LearningRateRange(StrictModel):
 
 class SearchConfig(StrictModel):
     algorithm: Literal["random", "grid", "optuna"] = "random"
-    num_samples: int = Field(12, ge=1)
+    num_samples: int = Field(16, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as resources allow
     lr: float | list[float] | LearningRateRange = Field(
         default_factory=lambda: LearningRateRange(low=0.02, high=0.1)
@@ -313,7 +313,7 @@ class SchedulerConfig(StrictModel):
     name: Literal["asha", "none"] = "asha"
     max_t: int | None = Field(None, ge=1)  # None: stopping.max_epochs
     grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(2.0, gt=1)
+    reduction_factor: float = Field(3.0, gt=1)
     brackets: int = Field(1, ge=1)
 
 
@@ -325,7 +325,7 @@ class ResourcesConfig(StrictModel):
 
 
 class StoppingConfig(StrictModel):
-    max_epochs: int = Field(6, ge=1)
+    max_epochs: int = Field(8, ge=1)
     target_accuracy: float = Field(0.95, gt=0, le=1)  # for epochs/seconds-to-target metrics
 
 
@@ -350,9 +350,10 @@ class ClusterConfig(StrictModel):
 
 class FaultInjectionConfig(StrictModel):
     """For resilience tests only: trials (by creation index, 0-based) that raise at the start
-    of `epoch`, on their first attempt only (`transient`) or on every attempt (`permanent`)."""
+    of `epoch` (1 or later, so that a retry can resume from a checkpoint), on their first
+    attempt only (`transient`) or on every attempt (`permanent`)."""
 
-    epoch: int = Field(1, ge=0)
+    epoch: int = Field(1, ge=1)
     transient: list[int] = Field(default_factory=list)
     permanent: list[int] = Field(default_factory=list)
 

@@ -48,6 +48,11 @@ from sweep.tracking import (
 )
 from sweep.trainable import DataShape, TrialSetup, datamodule_for, run_trial
 
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
 CONFIG_FILE = "config.yaml"
 BASELINE_WEIGHTS = "baseline.pt"
 BASELINE_HISTORY = "baseline_history.yaml"
@@ -227,6 +232,11 @@ class SweepLauncher:
         # Keeping few checkpoints makes Tune snapshot its (small) experiment state whenever a
         # trial checkpoints, and warn about it every few seconds; the snapshot costs ~10 ms.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        # MLflow's REST client retries a dead server for minutes by default (7 retries with
+        # exponential backoff), which would freeze Tune's loop on every write during an
+        # outage; the trial-run outbox retries on its own schedule instead.
+        for variable, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(variable, value)
         # Everything that can be wrong with the input is checked before anything is recorded.
         self.check_new_or_resumable(resume)
         datamodule = datamodule_for(config)
@@ -400,6 +410,10 @@ class SweepLauncher:
                 search_alg=_searcher(config),
                 scheduler=_scheduler(config),
                 max_concurrent_trials=config.search.max_concurrent_trials,
+                # A new worker process per trial costs seconds of imports (torch, Lightning);
+                # reused, it also keeps the layers' autotuned path choices. Every trial builds
+                # its data, model and Trainer afresh, so nothing leaks between trials.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=config.name,

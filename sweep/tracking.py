@@ -9,11 +9,14 @@
 Trial runs are written by `TrialRunsCallback`, a subclass of Ray's MLflowLoggerCallback: on the
 driver, so workers need no MLflow access and a crashing trial loses nothing already reported.
 A trial keeps one run across retries and across a resumed sweep: the run is found again by its
-trial id before a new one is created.
+trial id before a new one is created. Writes go through an outbox (sweep/mlflow_outbox.py): if
+the tracking server is down, the sweep goes on and what it reported meanwhile is recorded, with
+its original steps and timestamps, when the server is back.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -28,18 +31,19 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from sweep.errors import TrackingError
+from sweep.mlflow_outbox import OUTAGE_ERRORS, MlflowOutbox, OutboxState
+from sweep.run_tags import (
+    EPOCH_METRICS,
+    KIND_TAG,
+    SECONDS_METRIC,
+    STOP_REASON_TAG,
+    SWEEP_TAG,
+)
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-KIND_TAG = "tucker_sweep.kind"
-SWEEP_TAG = "tucker_sweep.sweep"
-TRIAL_ID_TAG = "tucker_sweep.trial_id"
-STOP_REASON_TAG = "tucker_sweep.stop_reason"
-EPOCH_METRICS = ("val_acc", "val_loss", "train_loss", "train_acc")
-# Trial seconds at each epoch (Tune's time_total_s), kept so that seconds_to_target can be
-# recomputed after a resume.
-SECONDS_METRIC = "trial_seconds"
+logger = logging.getLogger(__name__)
 
 
 def tracking_client(uri: str) -> MlflowClient:
@@ -124,7 +128,7 @@ def log_epoch_history(
 def log_final_metrics(
     client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int
 ) -> None:
-    client.log_batch(run_id, metrics=_metrics(metrics, step, _now_ms()))
+    client.log_batch(run_id, metrics=_metrics(metrics, step, int(time.time() * 1000)))
 
 
 def log_baseline_run(
@@ -160,7 +164,6 @@ def log_baseline_run(
 class TrialProgress:
     """What the driver has seen of one trial: enough to compute its final metrics."""
 
-    run_id: str
     epochs: dict[int, tuple[float, float]] = field(default_factory=dict)  # epoch -> (acc, s)
     last_epoch: int = 0
 
@@ -179,11 +182,12 @@ def convergence_metrics(
 class TrialRunsCallback(MLflowLoggerCallback):
     """One MLflow child run per Tune trial, under the sweep's parent run.
 
-    Extends Ray's MLflowLoggerCallback (its setup creates/uses the experiment) with: the
-    parent link, a run found again by trial id after a retry or a resumed sweep, per-epoch
-    metrics with step = epoch, batched writes, and final metrics at the end of a trial
+    Extends Ray's MLflowLoggerCallback (its setup creates or finds the experiment) with: the
+    parent link, per-epoch metrics with step = epoch, final metrics at the end of a trial
     (params, flops, compression, best_val_acc, epochs_to_target, seconds_to_target,
-    epochs_run, stopped_early, wall_seconds).
+    epochs_run, stopped_early, wall_seconds), one run per trial across retries and resumes,
+    and writes that survive a tracking-server outage (see MlflowOutbox). Its state travels
+    in Tune's experiment checkpoint, so a resumed sweep continues where it was.
     """
 
     def __init__(
@@ -194,6 +198,7 @@ class TrialRunsCallback(MLflowLoggerCallback):
         max_epochs: int,
         target_accuracy: float,
         trial_params: Any,
+        retry_interval: float = 10.0,
     ) -> None:
         super().__init__(tracking_uri=tracking_uri, experiment_name=experiment_name)
         self.parent_run_id = parent_run_id
@@ -201,68 +206,70 @@ class TrialRunsCallback(MLflowLoggerCallback):
         self.target_accuracy = target_accuracy
         # trial config -> (params to log, static metrics); a picklable callable
         self.trial_params = trial_params
+        self.retry_interval = retry_interval
         self._progress: dict[str, TrialProgress] = {}
+        self._outbox_state = OutboxState()
+        self._outbox: MlflowOutbox | None = None
 
-    # Tune saves callback state in its experiment checkpoint and restores it on resume.
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        super().setup(*args, **kwargs)
+        self._outbox = MlflowOutbox(
+            self.tracking_uri, self.mlflow_util.experiment_id, self.parent_run_id,
+            self.retry_interval,
+        )  # fmt: skip
+        self._outbox.state = self._outbox_state
+
     def get_state(self) -> dict[str, Any]:
-        return {"progress": self._progress}
+        return {"progress": self._progress, "outbox": self._outbox_state}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._progress = dict(state.get("progress", {}))
+        self._outbox_state = state.get("outbox", OutboxState())
+        if self._outbox is not None:
+            self._outbox.state = self._outbox_state
 
     @property
-    def _client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.tracking_uri)
+    def outbox(self) -> MlflowOutbox:
+        assert self._outbox is not None, "setup() has not run"
+        return self._outbox
 
-    def _existing_run(self, trial: Trial) -> TrialProgress | None:
-        runs = self._client.search_runs(
-            [self.mlflow_util.experiment_id],
-            filter_string=(
-                f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}' AND "
-                f"tags.`{TRIAL_ID_TAG}` = '{trial.trial_id}'"
-            ),
-            max_results=1,
-        )
-        if not runs:
-            return None
-        progress = TrialProgress(runs[0].info.run_id)
-        accuracy = self._client.get_metric_history(progress.run_id, "val_acc")
-        seconds = {m.step: m.value for m in
-                   self._client.get_metric_history(progress.run_id, SECONDS_METRIC)}  # fmt: skip
-        for metric in accuracy:
-            progress.epochs[metric.step] = (metric.value, seconds.get(metric.step, math.nan))
+    def _recorded_history(self, trial: Trial) -> TrialProgress:
+        """Per-epoch accuracy already in MLflow for a trial this driver has not seen (its
+        state was lost with a killed driver); empty when MLflow cannot say."""
+        progress = TrialProgress()
+        try:
+            run_id = self.outbox.run_id(trial.trial_id) or self.outbox.find_run(
+                MlflowClient(tracking_uri=self.tracking_uri), trial.trial_id
+            )
+            if run_id is None:
+                return progress
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            seconds = {m.step: m.value for m in
+                       client.get_metric_history(run_id, SECONDS_METRIC)}  # fmt: skip
+            for metric in client.get_metric_history(run_id, "val_acc"):
+                progress.epochs[metric.step] = (metric.value, seconds.get(metric.step, math.nan))
+        except OUTAGE_ERRORS:
+            return progress
         progress.last_epoch = max(progress.epochs, default=0)
         return progress
 
     def log_trial_start(self, trial: Trial) -> None:
-        progress = self._progress.get(trial.trial_id) or self._existing_run(trial)
-        if progress is None:
-            params, _ = self.trial_params(trial.config)
-            run_id = start_child_run(
-                self._client,
-                self.mlflow_util.experiment_id,
-                self.parent_run_id,
-                run_name=str(trial),
-                kind="trial",
-                tags={TRIAL_ID_TAG: trial.trial_id, "trial_name": str(trial)},
-            )
-            self._client.log_batch(run_id, params=_params(params))
-            progress = TrialProgress(run_id)
-        else:
-            # A retried or resumed trial: its run continues (it may have been ended as
-            # FAILED by an earlier attempt, or left RUNNING by a killed driver).
-            self._client.update_run(progress.run_id, status="RUNNING")
-        self._progress[trial.trial_id] = progress
+        if trial.trial_id not in self._progress:
+            self._progress[trial.trial_id] = self._recorded_history(trial)
+        params, _ = self.trial_params(trial.config)
+        self.outbox.open_run(trial.trial_id, str(trial), params, {"trial_name": str(trial)})
+        self.outbox.flush()
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict) -> None:
         progress = self._progress[trial.trial_id]
         epoch = int(result["training_iteration"])
         values = {key: result[key] for key in EPOCH_METRICS if key in result}
         values[SECONDS_METRIC] = result.get("time_total_s", math.nan)
-        self._client.log_batch(progress.run_id, metrics=_metrics(values, epoch, _now_ms()))
+        self.outbox.log_metrics(trial.trial_id, values, step=epoch)
         if "val_acc" in values:
             progress.epochs[epoch] = (float(values["val_acc"]), float(values[SECONDS_METRIC]))
         progress.last_epoch = max(progress.last_epoch, epoch)
+        self.outbox.flush()
 
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
         progress = self._progress[trial.trial_id]
@@ -277,15 +284,22 @@ class TrialRunsCallback(MLflowLoggerCallback):
             "wall_seconds": last[1] if last else math.nan,
         }
         reason = "failed" if failed else ("stopped_early" if stopped_early else "completed")
-        client = self._client
-        log_final_metrics(client, progress.run_id, final, progress.last_epoch)
-        client.set_tag(progress.run_id, STOP_REASON_TAG, reason)
-        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
-        client.set_terminated(progress.run_id, status=status)
+        self.outbox.log_metrics(trial.trial_id, final, step=progress.last_epoch)
+        self.outbox.set_tags(trial.trial_id, {STOP_REASON_TAG: reason})
+        self.outbox.end_run(trial.trial_id, failed)
+        self.outbox.flush()
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Give a server that is still down a while to come back before the sweep ends; what
+        # is still queued then stays in the experiment state for a resume to send.
+        if not self.outbox.flush(wait=self.flush_wait):
+            logger.warning(
+                "MLflow still unreachable: %d writes not recorded; they are kept with the "
+                "sweep and sent by `tucker-sweep launch --resume`",
+                len(self.outbox.state.pending),
+            )
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+    flush_wait = 120.0
 
 
 def end_unfinished_trial_runs(

@@ -105,33 +105,28 @@ class InjectedFault(RuntimeError):
 
 
 class FaultInjector(pl.Callback):
-    """Makes a trial raise at the start of an epoch, on its first attempt only or on every
-    attempt. Attempts are told apart by a marker file in the trial's directory, which
-    survives a retry on the same node."""
+    """Makes a trial raise at the start of an epoch: on every attempt, or (transient) only on
+    an attempt that started from scratch. A retry resumes from the checkpoint of an earlier
+    epoch, which is how it is told from the first attempt on any node."""
 
-    def __init__(self, epoch: int, every_attempt: bool, marker: Path) -> None:
+    def __init__(self, epoch: int, every_attempt: bool, resumed: bool) -> None:
         self.epoch = epoch
         self.every_attempt = every_attempt
-        self.marker = marker
+        self.resumed = resumed
 
     def on_train_epoch_start(self, trainer: pl.Trainer, _module: pl.LightningModule) -> None:
-        if trainer.current_epoch != self.epoch:
-            return
-        if self.every_attempt or not self.marker.exists():
-            self.marker.touch()
+        if trainer.current_epoch == self.epoch and (self.every_attempt or not self.resumed):
             raise InjectedFault(f"injected fault at epoch {self.epoch}")
 
 
-def _fault_injector(config: SweepConfig) -> FaultInjector | None:
+def _fault_injector(config: SweepConfig, resumed: bool) -> FaultInjector | None:
     faults = config.fault_injection
     if not (faults.transient or faults.permanent):
         return None
-    context = tune.get_context()
-    trial_index = int(context.get_trial_name().rsplit("_", 1)[-1])
+    trial_index = int(tune.get_context().get_trial_name().rsplit("_", 1)[-1])
     if trial_index not in (*faults.transient, *faults.permanent):
         return None
-    marker = Path(context.get_trial_dir()) / "injected-fault"
-    return FaultInjector(faults.epoch, trial_index in faults.permanent, marker)
+    return FaultInjector(faults.epoch, trial_index in faults.permanent, resumed)
 
 
 def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
@@ -147,7 +142,8 @@ def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
             metrics=list(REPORTED_METRICS), filename=CHECKPOINT_FILE, on="train_epoch_end"
         )
     ]
-    injector = _fault_injector(config)
+    checkpoint = tune.get_checkpoint()
+    injector = _fault_injector(config, resumed=checkpoint is not None)
     if injector is not None:
         callbacks.append(injector)
     trainer = pl.Trainer(
@@ -161,7 +157,6 @@ def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         trainer.fit(classifier, datamodule=datamodule)
         return

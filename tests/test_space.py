@@ -1,5 +1,7 @@
 """The Ray Tune search space over rank triples: encoding, feasibility, searchers."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from ray.tune.search.optuna import OptunaSearch
@@ -8,7 +10,7 @@ from ray.tune.search.variant_generator import generate_variants
 from lightning_modules.models import build_model, conv_layers
 from lightning_modules.tucker import TuckerConv2d
 from lightning_modules.tucker_cost import validate_ranks
-from sweep.config import SweepConfig
+from sweep.config import SweepConfig, build_config
 from sweep.errors import ConfigError
 from sweep.space import (
     RANKS_PREFIX,
@@ -102,3 +104,13 @@ def test_unknown_layers_in_the_config_are_refused():
         build_rank_space(config(decomposition={"layers": ["block9.conv1"]}), LAYERS)
     space = build_rank_space(config(decomposition={"layers": ["block2.conv2"]}), LAYERS)
     assert list(space.layer_choices) == ["block2.conv2"]
+
+
+def test_bundled_digits_config_spells_out_the_defaults():
+    bundled = build_config(SweepConfig, Path(__file__).parent.parent / "configs" / "digits.yaml")
+    defaults = SweepConfig()
+    assert bundled.max_t == defaults.max_t
+    assert bundled.model_dump(exclude={"scheduler"}) == defaults.model_dump(exclude={"scheduler"})
+    assert bundled.scheduler.model_dump(exclude={"max_t"}) == defaults.scheduler.model_dump(
+        exclude={"max_t"}
+    )
