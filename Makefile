@@ -22,6 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	sh scripts/ensure-chromium.sh  # headless Chromium for the HTML report test (apt, if root)
 	$(BIN)/pytest
 
 lint: $(STAMP)

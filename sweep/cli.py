@@ -235,6 +235,175 @@ def seed(
     )
 
 
+# ---- reports, the MLflow UI and export (sweep.report, sweep.ui, sweep.export) ---------------
+
+_CONFIG_HELP = "A sweep YAML whose tracking (and cluster) settings to use."
+_TRACKING_HELP = "MLflow tracking URI (default: the config's, $MLFLOW_TRACKING_URI or ./mlflow.db)."
+_EXPERIMENT_HELP = "MLflow experiment (default: tucker-sweep)."
+REPORT_FORMATS = ("md", "json", "html")
+
+
+def _tracking_settings(config: Path | None, tracking_uri: str | None,
+                       experiment: str | None) -> Any:  # fmt: skip
+    """The sweep settings that say where runs are: --config, then flags on top."""
+    from sweep.config import SweepConfig, build_config
+
+    overrides = {"tracking.uri": tracking_uri, "tracking.experiment": experiment}
+    return build_config(SweepConfig, config, overrides)
+
+
+def _parse_count(text: str | None, flag: str) -> int | None:
+    """'50000', '50k', '1.5M' -> an integer count."""
+    if text is None:
+        return None
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(cleaned[-1:].lower(), 1)
+    number = cleaned[:-1] if scale > 1 else cleaned
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise ConfigError(f"{flag}: expected a number such as 50000 or 50k, got {text!r}") from None
+    if not value >= 1:
+        raise ConfigError(f"{flag}: must be at least 1, got {text!r}")
+    return int(value)
+
+
+@app.command()
+def report(
+    sweep: Annotated[
+        str | None, typer.Argument(help="Sweep name (default: the latest sweep).")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="What to print: md (rendered), json or html.")
+    ] = "md",
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the report files (default reports/<sweep>).")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Parameter budget of the recommended plan, e.g. 50k.")
+    ] = None,
+    min_compression: Annotated[
+        float, typer.Option(min=0.0, help="Minimum compression of the recommended plan.")
+    ] = 1.0,
+    log: Annotated[
+        bool, typer.Option("--log/--no-log", help="Also log the files on the sweep's MLflow run.")
+    ] = True,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=_CONFIG_HELP)] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
+    experiment: Annotated[str | None, typer.Option(help=_EXPERIMENT_HELP)] = None,
+) -> None:
+    """Best ranks of a sweep: trials, Pareto fronts, baseline, convergence, ASHA's saving."""
+    if output_format not in REPORT_FORMATS:
+        raise ConfigError(f"--format: one of {', '.join(REPORT_FORMATS)}, got {output_format!r}")
+    max_params = _parse_count(budget, "--budget")
+    settings = _tracking_settings(config, tracking_uri, experiment)
+    from sweep.report import write_sweep_report
+
+    outcome = write_sweep_report(
+        settings.tracking.resolved_uri(),
+        sweep,
+        settings.tracking.experiment,
+        out,
+        max_params=max_params,
+        min_compression=min_compression,
+        log_artifacts=log,
+    )
+    if output_format == "json":
+        sys.stdout.write(outcome.files["json"].read_text())
+        return
+    if output_format == "md":
+        from sweep.report_render import terminal_view
+
+        for part in terminal_view(outcome.report, outcome.markdown, outcome.out_dir):
+            console.print(part, soft_wrap=False)  # wrap, not crop
+    where = f" | logged on MLflow run {outcome.report.sweep.run_id} under report/" if log else ""
+    partial = " (partial: the sweep has not finished)" if outcome.partial else ""
+    console.print(
+        f"report of sweep {outcome.report.sweep.name}{partial}: "
+        f"{outcome.files['html'].resolve().as_uri()} and report.md, report.json in "
+        f"{outcome.out_dir}{where}"
+    )
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=_CONFIG_HELP)] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
+    experiment: Annotated[str | None, typer.Option(help=_EXPERIMENT_HELP)] = None,
+) -> None:
+    """Browse the sweeps in the MLflow UI on 127.0.0.1 (Ctrl-C stops it)."""
+    settings = _tracking_settings(config, tracking_uri, experiment)
+    from sweep.ui import serve_ui
+
+    def announce(line: str) -> None:
+        console.print(line)
+        sys.stdout.flush()  # the URL must reach a pipe at once, not when the server stops
+
+    serve_ui(settings.tracking.resolved_uri(), settings.tracking.experiment, port, announce)
+    console.print("MLflow UI stopped")
+
+
+@app.command()
+def export(
+    sweep: Annotated[
+        str | None, typer.Argument(help="Sweep name (default: the latest sweep).")
+    ] = None,
+    trial: Annotated[
+        str | None,
+        typer.Option(help="Trial id, trial name, MLflow run id or index (default: the best)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default exports/<sweep>/<trial>).")
+    ] = None,
+    storage_path: Annotated[
+        str | None, typer.Option(help="Where the sweep's Ray results are (default: its config's).")
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name (default tucker-<sweep>).")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Register in the Model Registry.")
+    ] = True,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=_CONFIG_HELP)] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
+    experiment: Annotated[str | None, typer.Option(help=_EXPERIMENT_HELP)] = None,
+) -> None:
+    """Export a trial's model (checkpoint, state dict, TorchScript), verify it, register it."""
+    settings = _tracking_settings(config, tracking_uri, experiment)
+    if storage_path is None and config is not None:
+        storage_path = settings.cluster.storage_path
+    from sweep.export import ExportCheckError, export_trial  # torch, Lightning
+
+    try:
+        outcome = export_trial(
+            settings.tracking.resolved_uri(),
+            sweep,
+            settings.tracking.experiment,
+            trial,
+            out,
+            storage_path=storage_path,
+            model_name=model_name,
+            register=register,
+        )
+    except ExportCheckError as failed:  # a failed check, not a usage error: status 1
+        print(f"tucker-sweep export: check failed: {failed}", file=sys.stderr)
+        sys.exit(1)
+    for note in outcome.notes:
+        console.print(f"note: {note}")
+    registered = (
+        f" | registered as {outcome.registered_model} version {outcome.model_version}"
+        if outcome.registered_model
+        else ""
+    )
+    console.print(
+        f"exported {outcome.trial_name} of sweep {outcome.sweep} (epoch {outcome.epoch}) to "
+        f"{outcome.out_dir}: val acc {outcome.torchscript_val_acc:.4f} (TorchScript) = "
+        f"{outcome.checkpoint_val_acc:.4f} (checkpoint) = {outcome.logged_val_acc:.4f} "
+        f"(logged){registered}"
+    )
+
+
 def _fail(message: str, command_path: str = "tucker-sweep") -> None:
     # Plain print, not rich: rich would wrap a long message onto several lines.
     print(f"{command_path}: error: {message}", file=sys.stderr)

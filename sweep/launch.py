@@ -24,7 +24,9 @@ from ray.tune.search import BasicVariantGenerator
 from lightning_modules.models import build_model, conv_layers, decompose, model_cost
 from sweep.baseline import BaselineResult, baseline_epochs, train_baseline
 from sweep.config import SweepConfig
-from sweep.errors import ConfigError, SweepInterrupted
+from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError
+from sweep.report import write_sweep_report
+from sweep.run_tags import EXPERIMENT_PATH_TAG
 from sweep.seed_file import read_seed
 from sweep.seeding import SEED_FILE, seed_from_baseline
 from sweep.space import (
@@ -256,6 +258,7 @@ class SweepLauncher:
         parent_run_id = find_sweep_run(client, experiment_id, config.name) if resume else None
         if parent_run_id is None:
             parent_run_id = start_sweep_run(client, experiment_id, config.name, self._params())
+            client.set_tag(parent_run_id, EXPERIMENT_PATH_TAG, self.store.experiment_path)
             self.store.write_text(CONFIG_FILE, yaml.safe_dump(config.model_dump(by_alias=True)))
             self._log_text_artifact(client, parent_run_id, CONFIG_FILE)
         else:
@@ -297,6 +300,7 @@ class SweepLauncher:
             if status != "FINISHED":
                 end_unfinished_trial_runs(client, experiment_id, parent_run_id, "KILLED")
             client.set_terminated(parent_run_id, status=status)
+        self._write_report(parent_run_id)
         if interrupted:
             raise SweepInterrupted(
                 f"sweep {config.name!r} interrupted after {finished} of "
@@ -321,6 +325,23 @@ class SweepLauncher:
             space_size=space.size(),
             unseeded_space_size=unseeded.size(),
             baseline_val_acc=baseline_acc,
+        )
+
+    def _write_report(self, parent_run_id: str) -> None:
+        """The best-rank report (partial after an interruption), as files and as artifacts of
+        the sweep's parent run. A sweep whose trials all failed has none; it still ended."""
+        try:
+            report = write_sweep_report(
+                self.tracking_uri,
+                sweep=self.config.name,
+                experiment=self.config.tracking.experiment,
+            )
+        except TuckerSweepError as error:
+            self.progress(f"no report: {error}")
+            return
+        self.progress(
+            f"report: {report.files['html'].resolve().as_uri()} (also under report/ on MLflow "
+            f"run {parent_run_id}; `tucker-sweep report {self.config.name}` prints it)"
         )
 
     def _params(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from sweep.mlflow_outbox import OUTAGE_ERRORS, MlflowOutbox, OutboxState
 from sweep.run_tags import (
     EPOCH_METRICS,
     KIND_TAG,
+    NODES_TAG,
     SECONDS_METRIC,
     STOP_REASON_TAG,
     SWEEP_TAG,
@@ -166,6 +167,7 @@ class TrialProgress:
 
     epochs: dict[int, tuple[float, float]] = field(default_factory=dict)  # epoch -> (acc, s)
     last_epoch: int = 0
+    nodes: set[str] = field(default_factory=set)  # IPs of the nodes that ran it
 
 
 def convergence_metrics(
@@ -254,8 +256,14 @@ class TrialRunsCallback(MLflowLoggerCallback):
         return progress
 
     def log_trial_start(self, trial: Trial) -> None:
-        if trial.trial_id not in self._progress:
-            self._progress[trial.trial_id] = self._recorded_history(trial)
+        # Also on a retry or a resume: epochs MLflow already holds (reported before a killed
+        # driver's last checkpoint of this state) are not logged a second time when a trial
+        # re-runs them from an earlier checkpoint.
+        progress = self._progress.setdefault(trial.trial_id, TrialProgress())
+        recorded = self._recorded_history(trial)
+        for epoch, values in recorded.epochs.items():
+            progress.epochs.setdefault(epoch, values)
+        progress.last_epoch = max(progress.last_epoch, recorded.last_epoch)
         params, _ = self.trial_params(trial.config)
         self.outbox.open_run(trial.trial_id, str(trial), params, {"trial_name": str(trial)})
         self.outbox.flush()
@@ -263,11 +271,17 @@ class TrialRunsCallback(MLflowLoggerCallback):
     def log_trial_result(self, iteration: int, trial: Trial, result: dict) -> None:
         progress = self._progress[trial.trial_id]
         epoch = int(result["training_iteration"])
+        if result.get("node_ip"):
+            progress.nodes.add(str(result["node_ip"]))
+        if epoch in progress.epochs:
+            return  # an epoch re-run after a failure: its first report stays the record
         values = {key: result[key] for key in EPOCH_METRICS if key in result}
         values[SECONDS_METRIC] = result.get("time_total_s", math.nan)
         self.outbox.log_metrics(trial.trial_id, values, step=epoch)
-        if "val_acc" in values:
-            progress.epochs[epoch] = (float(values["val_acc"]), float(values[SECONDS_METRIC]))
+        progress.epochs[epoch] = (
+            float(values.get("val_acc", math.nan)),
+            float(values[SECONDS_METRIC]),
+        )
         progress.last_epoch = max(progress.last_epoch, epoch)
         self.outbox.flush()
 
@@ -285,7 +299,8 @@ class TrialRunsCallback(MLflowLoggerCallback):
         }
         reason = "failed" if failed else ("stopped_early" if stopped_early else "completed")
         self.outbox.log_metrics(trial.trial_id, final, step=progress.last_epoch)
-        self.outbox.set_tags(trial.trial_id, {STOP_REASON_TAG: reason})
+        tags = {STOP_REASON_TAG: reason, NODES_TAG: ",".join(sorted(progress.nodes))}
+        self.outbox.set_tags(trial.trial_id, tags)
         self.outbox.end_run(trial.trial_id, failed)
         self.outbox.flush()
 

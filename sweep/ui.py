@@ -1,0 +1,215 @@
+"""The MLflow UI for the configured tracking store, on 127.0.0.1 only.
+
+`mlflow server` runs as a child process in its own session, so stopping it (Ctrl-C here, or
+any exit of this process) takes its workers with it. Artifacts of SQLite and file stores are
+local paths recorded on each run, which the server reads directly: reports, plots and exported
+models are browsable in the UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweep.errors import TrackingError
+
+__all__ = ["UiServer", "experiment_url", "serve_ui", "start_ui"]
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 120.0  # a first start migrates the SQLite schema: slow on a busy machine
+STOP_TIMEOUT_S = 15.0
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _is_remote(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://", "databricks"))
+
+
+def _local_store(tracking_uri: str) -> str:
+    """A backend store URI the server can open from any working directory."""
+    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(tracking_uri.removeprefix("sqlite:///")).resolve())
+    if "://" not in tracking_uri:  # a plain folder: MLflow's file store
+        return str(Path(tracking_uri).resolve())
+    return tracking_uri
+
+
+def experiment_url(base: str, experiment_id: str | None) -> str:
+    base = base.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}" if experiment_id else f"{base}/#/experiments"
+
+
+def _experiment_id(tracking_uri: str, experiment: str) -> str | None:
+    from sweep.report_data import open_client  # one-line TrackingError for a bad store
+
+    found = open_client(tracking_uri).get_experiment_by_name(experiment)
+    return found.experiment_id if found else None
+
+
+@dataclass
+class UiServer:
+    """A running `mlflow server`."""
+
+    process: subprocess.Popen
+    port: int
+    url: str  # of the experiment (or of the experiment list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def stop(self) -> int | None:
+        """Terminate the server and its workers; returns its exit status."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+        return self.process.returncode
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=2) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tail(path: Path, lines: int = 1) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    useful = [line for line in text if line.strip()]
+    return " | ".join(useful[-lines:])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when this process dies, however it dies (even
+    SIGKILL), so no server is left behind holding the port."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def start_ui(tracking_uri: str, experiment: str, port: int, log_path: Path) -> UiServer:
+    """Start `mlflow server` on 127.0.0.1:`port` for a local store and wait until it
+    answers. TrackingError (one line) for a port in use, a store it cannot open, or a
+    server that does not come up."""
+    if not port_is_free(port):
+        raise TrackingError(f"port {port} on {HOST} is in use: choose another with --port")
+    experiment_id = _experiment_id(tracking_uri, experiment)
+    store = _local_store(tracking_uri)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        store,
+        "--registry-store-uri",
+        store,
+        "--workers",
+        "1",
+    ]
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    log.close()
+    server = UiServer(process, port, experiment_url(f"http://{HOST}:{port}", experiment_id))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while not _healthy(port):
+            if process.poll() is not None:
+                reason = _tail(log_path) or f"exit status {process.returncode}"
+                raise TrackingError(f"the MLflow UI did not start: {reason}")
+            if time.monotonic() > deadline:
+                raise TrackingError(
+                    f"the MLflow UI did not answer on {HOST}:{port} within "
+                    f"{START_TIMEOUT_S:.0f} s; its log: {log_path}"
+                )
+            time.sleep(0.5)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@contextlib.contextmanager
+def _interrupt_as_return() -> Iterator[None]:
+    """SIGTERM ends the wait like Ctrl-C does, so both stop the server cleanly."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve_ui(
+    tracking_uri: str,
+    experiment: str,
+    port: int,
+    announce: Callable[[str], None],
+    log_path: Path | None = None,
+) -> int:
+    """Serve the UI until Ctrl-C (or SIGTERM); `announce` receives the URL to open. For a
+    tracking server (http[s]://) there is nothing to start: its own URL is announced.
+    Returns 0 after a clean stop."""
+    if _is_remote(tracking_uri):
+        experiment_id = _experiment_id(tracking_uri, experiment)
+        announce(
+            f"the tracking store is the MLflow server at {tracking_uri}; open "
+            f"{experiment_url(tracking_uri, experiment_id)}"
+        )
+        return 0
+    log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"tucker-sweep-ui-{port}.log"
+    server = start_ui(tracking_uri, experiment, port, log_path)
+    try:
+        announce(f"MLflow UI for {tracking_uri}: {server.url}  (Ctrl-C stops it)")
+        with _interrupt_as_return():
+            while server.process.poll() is None:
+                time.sleep(0.5)
+        if server.process.returncode not in (None, 0):
+            raise TrackingError(
+                f"the MLflow UI stopped unexpectedly (exit status {server.process.returncode}): "
+                f"{_tail(log_path) or log_path}"
+            )
+    finally:
+        server.stop()
+    return 0

@@ -1,0 +1,361 @@
+"""The best-rank report, against the MLflow store of a real small sweep (values recomputed
+here from the raw runs) and of hand-built stores for the unfinished and failed cases; the HTML
+report rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+from report_helpers import EXPERIMENT, SWEEP, free_port, handmade_store, shared_sweep
+from sweep_helpers import run_cli
+
+from sweep.report import pareto_front
+from sweep.report_schema import report_json_schema
+
+SCHEMA_FILE = Path(__file__).parents[1] / "sweep" / "report_schema.json"
+CHROMIUM = "/usr/bin/chromium"
+WINDOW = (1280, 2000)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    return shared_sweep(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def json_report(sweep, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report-json")
+    result = run_cli(
+        "report",
+        SWEEP,
+        "--format",
+        "json",
+        "--out",
+        str(out),
+        *sweep.store_args(),
+        cwd=sweep.folder,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout), out
+
+
+def _raw_trials(sweep):
+    client = sweep.client()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    (parent,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`tucker_sweep.kind` = 'sweep' AND "
+        f"tags.`tucker_sweep.sweep` = '{SWEEP}'",
+    )
+    trials = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
+        "AND tags.`tucker_sweep.kind` = 'trial'",
+    )
+    return parent, trials
+
+
+def _dominated(point, others):
+    params, accuracy = point
+    return any(p <= params and a >= accuracy and (p < params or a > accuracy) for p, a in others)
+
+
+@pytest.mark.slow
+def test_report_agrees_with_the_raw_runs(sweep, json_report):
+    report, out = json_report
+    parent, trials = _raw_trials(sweep)
+    finished = [t for t in trials if t.data.tags["tucker_sweep.stop_reason"] != "failed"]
+    metrics = {t.info.run_id: t.data.metrics for t in finished}
+
+    assert report["schema_version"] == 1
+    assert report["sweep"]["name"] == SWEEP and not report["sweep"]["partial"]
+    assert len(report["trials"]) == len(trials) == 8
+
+    best_accuracy = max(m["best_val_acc"] for m in metrics.values())
+    best = min(
+        (m["params"], run_id) for run_id, m in metrics.items() if m["best_val_acc"] == best_accuracy
+    )
+    assert report["best"]["run_id"] == best[1]
+    assert report["best"]["best_val_acc"] == pytest.approx(best_accuracy)
+    assert report["best"]["ranks"] == {
+        key.removeprefix("ranks/"): [int(v) for v in value.split("x")]
+        for key, value in next(t for t in trials if t.info.run_id == best[1]).data.params.items()
+        if key.startswith("ranks/")
+    }
+
+    for cost, key in (("params", "pareto_params"), ("flops", "pareto_flops")):
+        points = {run_id: (m[cost], m["best_val_acc"]) for run_id, m in metrics.items()}
+        expected = {
+            run_id
+            for run_id, point in points.items()
+            if not _dominated(point, [p for r, p in points.items() if r != run_id])
+        }
+        assert set(report[key]) == expected, cost
+        costs = [points[run_id][0] for run_id in report[key]]
+        assert costs == sorted(costs)
+
+    max_t = int(parent.data.params["max_t"])
+    epochs_run = sum(int(t.data.metrics["epochs_run"]) for t in trials)
+    asha = report["asha"]
+    assert asha["trial_epochs_run"] == epochs_run
+    assert asha["trial_epochs_full"] == len(trials) * max_t
+    assert asha["saving_factor"] == pytest.approx(len(trials) * max_t / epochs_run)
+    assert asha["saving_factor"] > 1, "ASHA stopped no trial early"
+    stopped = sum(t.data.tags["tucker_sweep.stop_reason"] == "stopped_early" for t in trials)
+    assert report["counts"].get("stopped_early", 0) == stopped
+
+    # The recommended plan (no budget, compression >= 1) is the best trial here.
+    assert report["recommended"]["trial"]["run_id"] == best[1]
+    reached = [
+        m["epochs_to_target"] for m in metrics.values() if not math.isnan(m["epochs_to_target"])
+    ]
+    convergence = report["convergence"]
+    assert convergence["trials_reached"] == len(reached)
+    if reached:
+        assert convergence["median_epochs_to_target"] == pytest.approx(float(np.median(reached)))
+    assert (
+        report["baseline"] is not None and report["baseline"]["params"] > report["best"]["params"]
+    )
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    assert schema == report_json_schema(), "regenerate it: python -m sweep.report_schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(report)
+    assert json.loads((out / "report.schema.json").read_text()) == schema
+    assert {"report.md", "report.html", "pareto.png", "curves.png", "ranks.png"} <= {
+        path.name for path in out.iterdir()
+    }
+    logged = {a.path for a in sweep.client().list_artifacts(parent.info.run_id, "report")}
+    assert {
+        "report/report.json",
+        "report/report.html",
+        "report/report.md",
+        "report/pareto.png",
+    } <= logged
+
+
+@pytest.mark.slow
+def test_budget_and_minimum_compression_pick_the_recommended_plan(sweep, json_report, tmp_path):
+    report, _ = json_report
+    finished = [t for t in report["trials"] if t["status"] in ("completed", "stopped_early")]
+    budget = sorted(t["params"] for t in finished)[len(finished) // 2]
+    result = run_cli(
+        "report",
+        SWEEP,
+        "--format",
+        "json",
+        "--budget",
+        str(budget),
+        "--min-compression",
+        "2",
+        "--no-log",
+        "--out",
+        str(tmp_path),
+        *sweep.store_args(),
+        cwd=sweep.folder,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    recommended = json.loads(result.stdout)["recommended"]
+    eligible = [t for t in finished if t["params"] <= budget and t["compression"] >= 2]
+    assert recommended["eligible_trials"] == len(eligible)
+    if eligible:
+        expected = min(eligible, key=lambda t: (-t["best_val_acc"], t["params"]))
+        assert recommended["trial"]["run_id"] == expected["run_id"]
+    else:
+        assert recommended["trial"] is None
+
+
+@pytest.mark.slow
+def test_markdown_report_prints_in_the_terminal(sweep, tmp_path):
+    # Without SWEEP: the latest sweep of the experiment.
+    result = run_cli(
+        "report",
+        "--config",
+        str(sweep.config),
+        "--no-log",
+        "--out",
+        str(tmp_path),
+        cwd=sweep.folder,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for text in (
+        "Tucker-rank report",
+        SWEEP,
+        "Headline",
+        "Best trial",
+        "Recommended",
+        "Pareto front",
+        "ASHA",
+        "Convergence",
+        "report.html",
+    ):
+        assert text in result.stdout, text
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| trial |" in markdown and "![" in markdown
+
+
+def _colour_pixels(image: np.ndarray, rgb: tuple[int, int, int], tolerance: int = 12) -> int:
+    return int((np.abs(image[..., :3] - np.array(rgb)) <= tolerance).all(axis=-1).sum())
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(sweep, json_report, tmp_path):
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip(f"{CHROMIUM} is not installed (scripts/ensure-chromium.sh installs it)")
+    _, out = json_report
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "http://" not in html and "https://" not in html, "the report must fetch nothing"
+    shot = tmp_path / "shot.png"
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        (out / "report.html").resolve().as_uri(),
+    ]
+    started = time.monotonic()
+    subprocess.run(command, capture_output=True, timeout=120, check=False)
+    assert shot.is_file(), f"no screenshot after {time.monotonic() - started:.0f} s"
+    image = (mpimg.imread(shot) * 255).round().astype(int)
+    assert image.shape[:2] == (WINDOW[1], WINDOW[0])
+    distinct = len(np.unique(image[..., :3].reshape(-1, 3), axis=0))
+    assert distinct > 200, f"only {distinct} colours: a blank page?"
+    # The plots' colours (matplotlib's tab:orange for the Pareto front, the curves' and the
+    # markers' colours) show that the embedded PNGs were decoded and drawn: the page's own CSS
+    # is grey and pale yellow.
+    assert _colour_pixels(image, (255, 127, 14)) > 500, "no Pareto front on the screenshot"
+    saturated = int((image[..., :3].max(axis=-1) - image[..., :3].min(axis=-1) > 80).sum())
+    assert saturated > 5000, f"{saturated} coloured pixels: plots missing from the screenshot"
+    non_white = (image[..., :3] < 235).any(axis=-1)
+    plots_band = non_white[WINDOW[1] // 3 :]
+    assert plots_band.mean() > 0.03
+
+
+def test_pareto_front_keeps_the_non_dominated_points():
+    points = [
+        ("a", 10, 0.5),
+        ("b", 20, 0.9),
+        ("c", 30, 0.8),
+        ("d", 5, 0.2),
+        ("e", 20, 0.7),
+        ("f", 40, 0.95),
+        ("g", 10, 0.5),
+    ]
+    assert pareto_front(points) == ["d", "a", "g", "b", "f"]
+
+
+def _trial(ranks, history, stop_reason="completed", status="FINISHED", final=True):
+    best = max(history) if history else math.nan
+    reached = [e for e, a in enumerate(history, 1) if a >= 0.9]
+    metrics = {
+        "params": 100 * ranks[0],
+        "flops": 2000 * ranks[0],
+        "compression": 50 / ranks[0],
+        "best_val_acc": best,
+        "epochs_to_target": reached[0] if reached else math.nan,
+        "seconds_to_target": 1.5 * reached[0] if reached else math.nan,
+        "epochs_run": len(history),
+        "stopped_early": float(stop_reason == "stopped_early"),
+        "wall_seconds": 1.5 * len(history),
+    }
+    return {
+        "ranks": ranks,
+        "history": history,
+        "stop_reason": stop_reason if final else None,
+        "status": status,
+        "metrics": metrics if final else None,
+    }
+
+
+def test_a_running_sweep_gives_a_partial_report(tmp_path):
+    uri = handmade_store(
+        tmp_path,
+        [
+            _trial((8, 8, 3), [0.7, 0.91, 0.93, 0.94]),
+            _trial((4, 4, 2), [0.5], "stopped_early"),
+            _trial((6, 6, 3), [0.6, 0.92], status="RUNNING", final=False),
+        ],
+        sweep_status="RUNNING",
+    )
+    result = run_cli(
+        "report",
+        "--format",
+        "json",
+        "--tracking-uri",
+        uri,
+        "--experiment",
+        EXPERIMENT,
+        "--out",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["sweep"]["partial"] and report["sweep"]["state"] == "running"
+    running = next(t for t in report["trials"] if t["status"] == "running")
+    assert running["best_val_acc"] == pytest.approx(0.92) and running["epochs_run"] == 2
+    assert running["epochs_to_target"] == 2 and running["params"] is None
+    assert report["best"]["ranks"] == {"block2.conv1": [8, 8, 3]}
+    assert report["asha"]["trial_epochs_run"] == 7 and report["asha"]["trial_epochs_full"] == 12
+    assert "Partial report" in (tmp_path / "out" / "report.md").read_text()
+    jsonschema.validate(report, json.loads(SCHEMA_FILE.read_text()))
+
+
+def _fails(result, *phrases):
+    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+def test_clear_errors_for_unusable_sweeps_and_stores(tmp_path):
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    uri = handmade_store(
+        failed,
+        [_trial((4, 4, 2), [0.3], "failed", "FAILED"), _trial((8, 8, 3), [], "failed", "FAILED")],
+    )
+    store = ["--tracking-uri", uri, "--experiment", EXPERIMENT]
+    _fails(run_cli("report", "handmade", *store, cwd=tmp_path), "every trial", "failed")
+    _fails(run_cli("report", "nosuch", *store, cwd=tmp_path), "no sweep named 'nosuch'", "handmade")
+    _fails(
+        run_cli("report", "--tracking-uri", uri, "--experiment", "other", cwd=tmp_path),
+        "no MLflow experiment named 'other'",
+    )
+    _fails(run_cli("report", cwd=tmp_path), "no MLflow store")
+    assert not (tmp_path / "mlflow.db").exists(), "a report must not create an empty store"
+    started = time.monotonic()
+    _fails(
+        run_cli("report", "--tracking-uri", f"http://127.0.0.1:{free_port()}", cwd=tmp_path),
+        "unreachable",
+    )
+    assert time.monotonic() - started < 60, "a dead tracking server must fail fast"
+    _fails(run_cli("report", "--format", "pdf", *store, cwd=tmp_path), "--format")
+    _fails(run_cli("report", "--budget", "lots", *store, cwd=tmp_path), "--budget")
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    uri = handmade_store(empty, [], sweep_status="RUNNING")
+    _fails(
+        run_cli("report", "--tracking-uri", uri, "--experiment", EXPERIMENT, cwd=tmp_path),
+        "nothing to report yet",
+    )

@@ -1,0 +1,116 @@
+"""`tucker-sweep ui` serves the sweep's store on 127.0.0.1: the runs are listed through MLflow's
+REST API, report artifacts are served, and SIGINT (Ctrl-C) stops the server and frees the port."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from report_helpers import EXPERIMENT, SWEEP, free_port, shared_sweep
+from sweep_helpers import run_cli, start_cli
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    return shared_sweep(tmp_path_factory)
+
+
+def _get(url: str, body: dict | None = None) -> bytes:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.read()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_ui_serves_the_sweep_and_stops_on_ctrl_c(sweep, tmp_path):
+    # The report's files are logged on the sweep's run: the UI must serve them too.
+    assert (
+        run_cli(
+            "report",
+            SWEEP,
+            "--format",
+            "json",
+            "--out",
+            str(tmp_path / "report"),
+            *sweep.store_args(),
+            cwd=sweep.folder,
+        ).returncode
+        == 0
+    )
+    port = free_port()
+    log = tmp_path / "ui.log"
+    server = start_cli("ui", "--port", str(port), *sweep.store_args(), cwd=sweep.folder, log=log)
+    try:
+        deadline = time.monotonic() + 180
+        url = None
+        while url is None and time.monotonic() < deadline:
+            assert server.poll() is None, log.read_text()[-3000:]
+            found = re.search(rf"http://127\.0\.0\.1:{port}/#/experiments/(\d+)", log.read_text())
+            url = found and found.group(0)
+            time.sleep(0.5)
+        assert url, f"no URL announced: {log.read_text()[-3000:]}"
+        experiment_id = re.search(r"experiments/(\d+)", url).group(1)
+        client = sweep.client()
+        assert client.get_experiment_by_name(EXPERIMENT).experiment_id == experiment_id
+
+        base = f"http://127.0.0.1:{port}"
+        listed = json.loads(
+            _get(
+                f"{base}/api/2.0/mlflow/runs/search",
+                {"experiment_ids": [experiment_id], "max_results": 1000},
+            )
+        )
+        listed_ids = {run["info"]["run_id"] for run in listed["runs"]}
+        stored = client.search_runs([experiment_id])
+        assert listed_ids == {run.info.run_id for run in stored}
+        kinds = [
+            t["value"]
+            for run in listed["runs"]
+            for t in run["data"].get("tags", [])
+            if t["key"] == "tucker_sweep.kind"
+        ]
+        assert kinds.count("trial") == 8 and "sweep" in kinds and "baseline" in kinds
+
+        parent = next(run for run in stored if run.data.tags.get("tucker_sweep.kind") == "sweep")
+        markdown = _get(f"{base}/get-artifact?path=report/report.md&run_uuid={parent.info.run_id}")
+        assert b"Tucker-rank report" in markdown
+
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0, log.read_text()[-3000:]
+        assert "stopped" in log.read_text()
+        time.sleep(1)
+        assert _port_is_free(port), "the MLflow server outlived Ctrl-C"
+    finally:
+        if server.poll() is None:  # SIGTERM first: the CLI then stops its MLflow server too
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def test_ui_on_a_port_in_use_is_a_one_line_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("ui", "--port", str(port), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert f"port {port}" in result.stderr and "in use" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
