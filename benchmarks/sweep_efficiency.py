@@ -133,7 +133,7 @@ def main() -> None:
         "--out", type=Path, default=ROOT / "benchmarks/results/sweep_efficiency.json"
     )
     args = parser.parse_args()
-    samples = 6 if args.quick else 16
+    samples = 6 if args.quick else build_config(SweepConfig, DIGITS).search.num_samples
     sizes = (2, 4) if args.quick else (4, 12)
     results: dict[str, Any] = {
         "machine": {

@@ -288,7 +288,7 @@ class LearningRateRange(StrictModel):
 
 class SearchConfig(StrictModel):
     algorithm: Literal["random", "grid", "optuna"] = "random"
-    num_samples: int = Field(16, ge=1)
+    num_samples: int = Field(24, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as resources allow
     lr: float | list[float] | LearningRateRange = Field(
         default_factory=lambda: LearningRateRange(low=0.02, high=0.1)
@@ -311,6 +311,10 @@ class SchedulerConfig(StrictModel):
     """ASHA early stopping over epochs, or none (every trial runs to stopping.max_epochs)."""
 
     name: Literal["asha", "none"] = "asha"
+    # What ASHA compares at a rung. Validation loss by default: accuracy on a small, easy
+    # validation set saturates and ties (many trials at 0.996), and a tie at the cutoff
+    # promotes every tied trial. The best trial is still chosen by val_acc.
+    metric: Literal["val_loss", "val_acc"] = "val_loss"
     max_t: int | None = Field(None, ge=1)  # None: stopping.max_epochs
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
@@ -325,7 +329,7 @@ class ResourcesConfig(StrictModel):
 
 
 class StoppingConfig(StrictModel):
-    max_epochs: int = Field(8, ge=1)
+    max_epochs: int = Field(27, ge=1)
     target_accuracy: float = Field(0.95, gt=0, le=1)  # for epochs/seconds-to-target metrics
 
 

@@ -155,7 +155,7 @@ def _searcher(config: SweepConfig) -> Any:
     if config.search.algorithm == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
-        return OptunaSearch(seed=config.search.seed)
+        return OptunaSearch(metric="val_acc", mode="max", seed=config.search.seed)
     return BasicVariantGenerator(random_state=config.search.seed)
 
 
@@ -163,6 +163,8 @@ def _scheduler(config: SweepConfig) -> Any:
     if config.scheduler.name == "none":
         return FIFOScheduler()
     return ASHAScheduler(
+        metric=config.scheduler.metric,
+        mode="min" if config.scheduler.metric == "val_loss" else "max",
         time_attr="training_iteration",
         max_t=config.max_t,
         grace_period=config.scheduler.grace_period,
@@ -424,9 +426,8 @@ class SweepLauncher:
         return tune.Tuner(
             trainable,
             param_space=params,
+            # No metric here: the searcher optimises val_acc, ASHA watches scheduler.metric.
             tune_config=tune.TuneConfig(
-                metric="val_acc",
-                mode="max",
                 num_samples=config.search.num_samples,
                 search_alg=_searcher(config),
                 scheduler=_scheduler(config),

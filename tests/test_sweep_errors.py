@@ -15,7 +15,7 @@ BAD_CONFIGS = [
     ({"search": {"num_samples": "many"}}, "search.num_samples: Input should be a valid integer"),
     ({"scheduler": {"max_t": 4, "grace_period": 5}, "stopping": {"max_epochs": 4}},
      "scheduler.grace_period (5) exceeds scheduler.max_t (4)"),
-    ({"scheduler": {"max_t": 9}}, "scheduler.max_t (9) exceeds stopping.max_epochs (8)"),
+    ({"scheduler": {"max_t": 30}}, "scheduler.max_t (30) exceeds stopping.max_epochs (27)"),
     ({"search": {"algorithm": "grid"}}, "grid search needs a list of learning rates"),
     ({"search": {"algorithm": "bayes"}}, "search.algorithm: Input should be 'random', 'grid'"),
     ({"decomposition": {"thresholds": [0.5, 1.5]}}, "energy thresholds must be in (0, 1]"),
