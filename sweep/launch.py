@@ -442,9 +442,13 @@ class SweepLauncher:
                 storage_path=self.store.storage_path,
                 callbacks=[callback],
                 failure_config=tune.FailureConfig(max_failures=config.training.max_failures),
-                # Two checkpoints per trial: the latest to resume from, and the one before it
-                # in case the latest was cut off mid-write.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # Per trial, the checkpoint with the best val_acc (what export takes) and the
+                # latest one (Tune never deletes it; a retried or resumed trial starts there).
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1,
+                    checkpoint_score_attribute="val_acc",
+                    checkpoint_score_order="max",
+                ),
                 verbose=1,
             ),
         )
