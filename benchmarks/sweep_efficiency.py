@@ -146,6 +146,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as folder:
         workdir = Path(folder)
+        os.chdir(workdir)  # each sweep writes its report to ./reports/<name>
         common = {"search.num_samples": samples}
         results["asha_seeded"] = run_sweep(sweep_config(workdir, "asha-seeded", **common))
         results["full_seeded"] = run_sweep(

@@ -118,9 +118,9 @@ def _sweep_config(config: Path | None, resume: str | None, storage_path: str | N
     store = SweepStore(storage_path or SweepConfig().cluster.storage_path, resume)
     if not store.exists("config.yaml"):
         raise ConfigError(f"no sweep named {resume!r} in {store.storage_path} to resume")
-    stored = Path(tempfile.mkdtemp(prefix="tucker-sweep-")) / "config.yaml"
-    stored.write_text(store.read_text("config.yaml"))
-    return build_config(SweepConfig, stored, {**overrides, "name": resume})
+    with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
+        stored = store.copy_to("config.yaml", Path(folder) / "config.yaml")
+        return build_config(SweepConfig, stored, {**overrides, "name": resume})
 
 
 @app.command()

@@ -8,10 +8,10 @@
       model.torchscript.pt   the network traced with a fixed path per Tucker layer (torch.jit.load)
 
 The checkpoint is the trial's best-scoring one that Tune kept (it keeps the best by val_acc and
-the latest per trial); its epoch's logged val_acc is the reference. The checkpoint and the TorchScript file are
-evaluated on the validation split, rebuilt from the sweep's stored config (same seed, same
-split), and must reproduce that accuracy. The files are logged on the trial's MLflow run under
-export/ and registered in the MLflow Model Registry with the ranks as tags.
+the latest per trial); its epoch's logged val_acc is the reference. The checkpoint and the
+TorchScript file are evaluated on the validation split, rebuilt from the sweep's stored config
+(same seed, same split), and must reproduce that accuracy. The files are logged on the trial's
+MLflow run under export/ and registered in the MLflow Model Registry with the ranks as tags.
 """
 
 from __future__ import annotations

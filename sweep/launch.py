@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import ray._private.ray_constants as ray_constants
 import torch
 import yaml
 from ray import tune
@@ -25,9 +24,10 @@ from lightning_modules.models import build_model, conv_layers, decompose, model_
 from sweep.baseline import BaselineResult, baseline_epochs, train_baseline
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError
+from sweep.ray_cluster import check_cluster_resources, connect_ray
 from sweep.report import write_sweep_report
 from sweep.run_tags import EXPERIMENT_PATH_TAG
-from sweep.seed_file import read_seed
+from sweep.seed_file import SeedFile, read_seed
 from sweep.seeding import SEED_FILE, seed_from_baseline
 from sweep.space import (
     RATIO_KEYS,
@@ -60,47 +60,6 @@ BASELINE_WEIGHTS = "baseline.pt"
 BASELINE_HISTORY = "baseline_history.yaml"
 
 Progress = Callable[[str], None]
-
-
-def connect_ray(address: str | None) -> str:
-    """Join the cluster at `address` (or $RAY_ADDRESS); otherwise start a local Ray that
-    listens on loopback only. Returns a description for the user."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    if ray.is_initialized():
-        return "the Ray instance already running in this process"
-    if address:
-        ray.init(address=address, log_to_driver=False)
-        return f"Ray cluster at {address}"
-    # Ray binds every interface on Linux by default, which would expose a laptop's Ray to the
-    # network. With clusters "disabled" (what Ray does on macOS and Windows) a local instance
-    # binds 127.0.0.1 only. Ray reads the variable when it is first imported, so the already
-    # imported constant is set too; the variable reaches the processes Ray starts.
-    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    ray.init(include_dashboard=False, log_to_driver=False)
-    return f"local Ray on 127.0.0.1 ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
-
-
-def check_cluster_resources(config: SweepConfig) -> None:
-    """Per-trial resources the cluster can never provide are a config error, not a hang."""
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    gpus = max((node.get("GPU", 0) for node in nodes), default=0)
-    cpus = max((node.get("CPU", 0) for node in nodes), default=0)
-    if config.resources.gpu > 0 and gpus == 0:
-        raise ConfigError(
-            f"resources.gpu: {config.resources.gpu} GPU per trial requested, but the Ray "
-            "cluster has no GPU (set resources.gpu: 0 to train on CPUs)"
-        )
-    if config.resources.gpu > gpus:
-        raise ConfigError(
-            f"resources.gpu: {config.resources.gpu} GPUs per trial, but no node has more "
-            f"than {gpus:g}"
-        )
-    if config.resources.cpu > cpus:
-        raise ConfigError(
-            f"resources.cpu: {config.resources.cpu:g} CPUs per trial, but no node has more "
-            f"than {cpus:g}"
-        )
 
 
 @dataclass(frozen=True)
@@ -189,6 +148,22 @@ def _train_baseline_on_ray(config: SweepConfig, shape: DataShape) -> BaselineRes
     return ray.get(remote.remote(config, shape, baseline_epochs(config)))
 
 
+def configure_driver() -> None:
+    """Process settings of the driver during a sweep."""
+    # The driver's own work (rank analysis, bookkeeping) is light, and trials occupy the
+    # cores: with more than one intra-op thread, torch's spinning OpenMP workers fight the
+    # trials and a 128x1152 SVD took 1.5 s instead of 13 ms on a busy 2-core machine.
+    torch.set_num_threads(1)
+    # Keeping few checkpoints makes Tune snapshot its (small) experiment state whenever a
+    # trial checkpoints, and warn about it every few seconds; the snapshot costs ~10 ms.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # MLflow's REST client retries a dead server for minutes by default (7 retries with
+    # exponential backoff), which would freeze Tune's loop on every write during an outage;
+    # the trial-run outbox retries on its own schedule instead.
+    for variable, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
+
+
 def finished_trials(experiment_path: str) -> int:
     """Trials that ended (completed, stopped early or failed) in the experiment state Tune
     saved last. Read back from storage because, after Ctrl-C, Tune's in-memory trials are all
@@ -229,18 +204,7 @@ class SweepLauncher:
     def run(self, resume: bool) -> SweepOutcome:
         started = time.perf_counter()
         config = self.config
-        # The driver's own work (rank analysis, bookkeeping) is light, and trials occupy the
-        # cores: with more than one intra-op thread, torch's spinning OpenMP workers fight the
-        # trials and a 128x1152 SVD took 1.5 s instead of 13 ms on a busy 2-core machine.
-        torch.set_num_threads(1)
-        # Keeping few checkpoints makes Tune snapshot its (small) experiment state whenever a
-        # trial checkpoints, and warn about it every few seconds; the snapshot costs ~10 ms.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-        # MLflow's REST client retries a dead server for minutes by default (7 retries with
-        # exponential backoff), which would freeze Tune's loop on every write during an
-        # outage; the trial-run outbox retries on its own schedule instead.
-        for variable, value in MLFLOW_HTTP_DEFAULTS.items():
-            os.environ.setdefault(variable, value)
+        configure_driver()
         # Everything that can be wrong with the input is checked before anything is recorded.
         self.check_new_or_resumable(resume)
         datamodule = datamodule_for(config)
@@ -255,29 +219,18 @@ class SweepLauncher:
         self.progress(f"connected to {ray_description}")
         check_cluster_resources(config)
         datamodule.prepare_data()  # download once, before trials start on this node
+
         experiment_id = experiment_id_for(client, config.tracking.experiment)
-
-        parent_run_id = find_sweep_run(client, experiment_id, config.name) if resume else None
-        if parent_run_id is None:
-            parent_run_id = start_sweep_run(client, experiment_id, config.name, self._params())
-            client.set_tag(parent_run_id, EXPERIMENT_PATH_TAG, self.store.experiment_path)
-            self.store.write_text(CONFIG_FILE, yaml.safe_dump(config.model_dump(by_alias=True)))
-            self._log_text_artifact(client, parent_run_id, CONFIG_FILE)
-        else:
-            client.update_run(parent_run_id, status="RUNNING")
-        self.progress(f"MLflow sweep run {parent_run_id} in {self.tracking_uri}")
-
+        parent_run_id = self._open_sweep_run(client, experiment_id, resume)
         baseline_state, baseline_acc = self._baseline_and_seed(
             client, experiment_id, parent_run_id, shape
         )
-        seed = read_seed(self._local_copy(SEED_FILE)) if self.store.exists(SEED_FILE) else None
-        space = build_rank_space(config, layers, seed)
+        space = build_rank_space(config, layers, self._stored_seed())
         unseeded = build_rank_space(config, layers, None)
         self.progress(
             f"rank space: {space.size():,} plans"
             + (f" (seeded; {unseeded.size():,} unseeded)" if space.seeded else "")
         )
-        setup = TrialSetup(config, layers, shape, baseline_state)
         callback = TrialRunsCallback(
             tracking_uri=self.tracking_uri,
             experiment_name=config.tracking.experiment,
@@ -288,22 +241,10 @@ class SweepLauncher:
         )
         params = param_space(config, space)
         expected = trial_count(config, params)
-        tuner = self._tuner(setup, params, callback)
-        status = "FAILED"
-        try:
-            results = tuner.fit()
-            finished = finished_trials(self.store.experiment_path)
-            interrupted = finished < expected
-            status = "KILLED" if interrupted else "FINISHED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            if status != "FINISHED":
-                end_unfinished_trial_runs(client, experiment_id, parent_run_id, "KILLED")
-            client.set_terminated(parent_run_id, status=status)
+        tuner = self._tuner(TrialSetup(config, layers, shape, baseline_state), params, callback)
+        results, finished = self._fit(tuner, client, experiment_id, parent_run_id, expected)
         self._write_report(parent_run_id)
-        if interrupted:
+        if finished < expected:
             raise SweepInterrupted(
                 f"sweep {config.name!r} interrupted after {finished} of "
                 f"{expected} trials; continue it with: tucker-sweep launch "
@@ -328,6 +269,40 @@ class SweepLauncher:
             unseeded_space_size=unseeded.size(),
             baseline_val_acc=baseline_acc,
         )
+
+    def _open_sweep_run(self, client: Any, experiment_id: str, resume: bool) -> str:
+        """The sweep's parent run: found again on resume, else created with the config."""
+        config = self.config
+        parent_run_id = find_sweep_run(client, experiment_id, config.name) if resume else None
+        if parent_run_id is None:
+            parent_run_id = start_sweep_run(client, experiment_id, config.name, self._params())
+            client.set_tag(parent_run_id, EXPERIMENT_PATH_TAG, self.store.experiment_path)
+            self.store.write_text(CONFIG_FILE, yaml.safe_dump(config.model_dump(by_alias=True)))
+            self._log_text_artifact(client, parent_run_id, CONFIG_FILE)
+        else:
+            client.update_run(parent_run_id, status="RUNNING")
+        self.progress(f"MLflow sweep run {parent_run_id} in {self.tracking_uri}")
+        return parent_run_id
+
+    def _fit(
+        self, tuner: tune.Tuner, client: Any, experiment_id: str, parent_run_id: str,
+        expected: int,
+    ) -> tuple[Any, int]:  # fmt: skip
+        """Run the trials; end the parent run FINISHED, or KILLED (with the trial runs still
+        open) when Ctrl-C stopped the sweep. Returns the results and how many trials ended."""
+        status = "FAILED"
+        try:
+            results = tuner.fit()
+            finished = finished_trials(self.store.experiment_path)
+            status = "KILLED" if finished < expected else "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            if status != "FINISHED":
+                end_unfinished_trial_runs(client, experiment_id, parent_run_id, "KILLED")
+            client.set_terminated(parent_run_id, status=status)
+        return results, finished
 
     def _write_report(self, parent_run_id: str) -> None:
         """The best-rank report (partial after an interruption), as files and as artifacts of
@@ -364,12 +339,15 @@ class SweepLauncher:
             "resources/gpu": config.resources.gpu,
         }
 
-    def _local_copy(self, filename: str) -> Path:
-        folder = Path(tempfile.mkdtemp(prefix="tucker-sweep-"))
-        return self.store.copy_to(filename, folder / filename)
+    def _stored_seed(self) -> SeedFile | None:
+        if not self.store.exists(SEED_FILE):
+            return None
+        with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
+            return read_seed(self.store.copy_to(SEED_FILE, Path(folder) / SEED_FILE))
 
     def _log_text_artifact(self, client: Any, run_id: str, filename: str) -> None:
-        client.log_artifact(run_id, str(self._local_copy(filename)))
+        with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
+            client.log_artifact(run_id, str(self.store.copy_to(filename, Path(folder) / filename)))
 
     def _baseline_and_seed(
         self, client: Any, experiment_id: str, parent_run_id: str, shape: DataShape

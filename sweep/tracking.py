@@ -21,7 +21,6 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, RunStatus
@@ -330,11 +329,6 @@ def end_unfinished_trial_runs(
     )
     for run in runs:
         client.set_terminated(run.info.run_id, status=status)
-
-
-def log_artifact_files(client: MlflowClient, run_id: str, paths: Iterable[Path]) -> None:
-    for path in paths:
-        client.log_artifact(run_id, str(path))
 
 
 def finish_run(client: MlflowClient, run_id: str, failed: bool = False) -> None:

@@ -7,7 +7,7 @@ import ray
 import yaml
 from sweep_helpers import run_cli, write_config
 
-from sweep.launch import connect_ray
+from sweep.ray_cluster import connect_ray
 
 BAD_CONFIGS = [
     ({"colour": "blue"}, "colour: unknown key"),

@@ -1,0 +1,52 @@
+"""Where a sweep's trials run: a local Ray that listens on loopback only, or a cluster."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+import ray._private.ray_constants as ray_constants
+
+from sweep.config import SweepConfig
+from sweep.errors import ConfigError
+
+
+def connect_ray(address: str | None) -> str:
+    """Join the cluster at `address` (or $RAY_ADDRESS); otherwise start a local Ray that
+    listens on loopback only. Returns a description for the user."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return "the Ray instance already running in this process"
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return f"Ray cluster at {address}"
+    # Ray binds every interface on Linux by default, which would expose a laptop's Ray to the
+    # network. With clusters "disabled" (what Ray does on macOS and Windows) a local instance
+    # binds 127.0.0.1 only. Ray reads the variable when it is first imported, so the already
+    # imported constant is set too; the variable reaches the processes Ray starts.
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(include_dashboard=False, log_to_driver=False)
+    return f"local Ray on 127.0.0.1 ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+
+
+def check_cluster_resources(config: SweepConfig) -> None:
+    """Per-trial resources the cluster can never provide are a config error, not a hang."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    gpus = max((node.get("GPU", 0) for node in nodes), default=0)
+    cpus = max((node.get("CPU", 0) for node in nodes), default=0)
+    if config.resources.gpu > 0 and gpus == 0:
+        raise ConfigError(
+            f"resources.gpu: {config.resources.gpu} GPU per trial requested, but the Ray "
+            "cluster has no GPU (set resources.gpu: 0 to train on CPUs)"
+        )
+    if config.resources.gpu > gpus:
+        raise ConfigError(
+            f"resources.gpu: {config.resources.gpu} GPUs per trial, but no node has more "
+            f"than {gpus:g}"
+        )
+    if config.resources.cpu > cpus:
+        raise ConfigError(
+            f"resources.cpu: {config.resources.cpu:g} CPUs per trial, but no node has more "
+            f"than {cpus:g}"
+        )
