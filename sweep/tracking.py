@@ -167,6 +167,7 @@ class TrialProgress:
     epochs: dict[int, tuple[float, float]] = field(default_factory=dict)  # epoch -> (acc, s)
     last_epoch: int = 0
     nodes: set[str] = field(default_factory=set)  # IPs of the nodes that ran it
+    static_metrics: dict[str, float] = field(default_factory=dict)  # params, flops, compression
 
 
 def convergence_metrics(
@@ -263,7 +264,8 @@ class TrialRunsCallback(MLflowLoggerCallback):
         for epoch, values in recorded.epochs.items():
             progress.epochs.setdefault(epoch, values)
         progress.last_epoch = max(progress.last_epoch, recorded.last_epoch)
-        params, _ = self.trial_params(trial.config)
+        # Pricing a plan builds the model: done once per trial, kept for its final metrics.
+        params, progress.static_metrics = self.trial_params(trial.config)
         self.outbox.open_run(trial.trial_id, str(trial), params, {"trial_name": str(trial)})
         self.outbox.flush()
 
@@ -286,7 +288,7 @@ class TrialRunsCallback(MLflowLoggerCallback):
 
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
         progress = self._progress[trial.trial_id]
-        _, static_metrics = self.trial_params(trial.config)
+        static_metrics = progress.static_metrics or self.trial_params(trial.config)[1]
         stopped_early = not failed and progress.last_epoch < self.max_epochs
         last = progress.epochs.get(progress.last_epoch)
         final = {
