@@ -77,17 +77,50 @@ class UiServer:
         return f"http://{HOST}:{self.port}"
 
     def stop(self) -> int | None:
-        """Terminate the server and its workers; returns its exit status."""
-        if self.process.poll() is None:
+        """Terminate the server and every process of its session (`mlflow server` runs
+        uvicorn, and possibly job runners, as children that outlive it by a graceful-shutdown
+        moment); returns only once none is left, so the port is free. Returns its exit status."""
+        for stop_signal in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
+                os.killpg(self.process.pid, stop_signal)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=STOP_TIMEOUT_S)
+            if _wait_group_gone(self.process.pid, STOP_TIMEOUT_S):
+                break
+        self.process.wait(timeout=STOP_TIMEOUT_S)
         return self.process.returncode
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process other than a zombie is left in process group `group`. /proc on Linux;
+    elsewhere a signal 0 (which also counts zombies waiting for their reaper)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the parenthesised command: state, ppid, pgrp, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+def _wait_group_gone(group: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _group_alive(group):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _healthy(port: int) -> bool:
@@ -140,9 +173,13 @@ def start_ui(tracking_uri: str, experiment: str, port: int, log_path: Path) -> U
         "--workers",
         "1",
     ]
+    # The UI only browses: MLflow's job runner (a Huey queue of 8 processes, for GenAI scorers)
+    # would cost a laptop memory and start-up time for nothing. A user can still turn it on.
+    environment = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     log = log_path.open("w")
     process = subprocess.Popen(
         command,
+        env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
