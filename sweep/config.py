@@ -355,11 +355,14 @@ class ClusterConfig(StrictModel):
 class FaultInjectionConfig(StrictModel):
     """For resilience tests only: trials (by creation index, 0-based) that raise at the start
     of `epoch` (1 or later, so that a retry can resume from a checkpoint), on their first
-    attempt only (`transient`) or on every attempt (`permanent`)."""
+    attempt only (`transient`) or on every attempt (`permanent`); and a slow device
+    (`epoch_delay_seconds`: every epoch of every trial starts with that pause), so that a
+    test can act while trials are mid-way however fast the machine is."""
 
     epoch: int = Field(1, ge=1)
     transient: list[int] = Field(default_factory=list)
     permanent: list[int] = Field(default_factory=list)
+    epoch_delay_seconds: float = Field(0.0, ge=0.0, le=600.0)
 
 
 class SweepConfig(StrictModel):

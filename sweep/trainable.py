@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,16 @@ class FaultInjector(pl.Callback):
             raise InjectedFault(f"injected fault at epoch {self.epoch}")
 
 
+class DelayedEpochs(pl.Callback):
+    """Starts every training epoch with a pause of `seconds`: a slow device, for tests."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_epoch_start(self, _trainer: pl.Trainer, _module: pl.LightningModule) -> None:
+        time.sleep(self.seconds)
+
+
 def _fault_injector(config: SweepConfig, resumed: bool) -> FaultInjector | None:
     faults = config.fault_injection
     if not (faults.transient or faults.permanent):
@@ -146,6 +157,8 @@ def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
     injector = _fault_injector(config, resumed=checkpoint is not None)
     if injector is not None:
         callbacks.append(injector)
+    if config.fault_injection.epoch_delay_seconds:
+        callbacks.append(DelayedEpochs(config.fault_injection.epoch_delay_seconds))
     trainer = pl.Trainer(
         max_epochs=config.max_t,
         accelerator="auto",  # the GPU Ray assigned (CUDA_VISIBLE_DEVICES), else the CPU

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 UNAVAILABLE = namespaces_available()
 MAX_T = 5
 TRIALS = 6
+EPOCH_DELAY_S = 3.0
 
 
 @pytest.fixture
@@ -43,6 +44,9 @@ def write_sweep(cluster: NamespaceCluster, name: str) -> Path:
         "scheduler": {"name": "none", "max_t": MAX_T},
         "stopping": {"max_epochs": MAX_T, "target_accuracy": 0.9},
         "training": {"max_failures": 3},
+        # A 5-epoch trial takes ~1 s here: paced to ~16 s so that the faults below strike
+        # while trials are mid-way, however fast the machine.
+        "fault_injection": {"epoch_delay_seconds": EPOCH_DELAY_S},
         "tracking": {"uri": cluster.mlflow_uri, "experiment": "multinode"},
         "cluster": {"address": cluster.head_address,
                     "storage_path": str(cluster.workdir / "ray_results")},
