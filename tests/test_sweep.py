@@ -59,8 +59,10 @@ def test_digits_sweep_with_asha_records_every_trial(tmp_path):
 
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_without_duplicate_runs(tmp_path):
+    # Epochs paced to >= 1 s: the interrupt must land while trials are still to come.
     config = write_config(tmp_path, {"scheduler.name": "none", "stopping.max_epochs": 4,
-                                     "scheduler.max_t": 4, "search.num_samples": 6})  # fmt: skip
+                                     "scheduler.max_t": 4, "search.num_samples": 6,
+                                     "fault_injection.epoch_delay_seconds": 1.0})  # fmt: skip
     driver = start_cli("launch", str(config), cwd=tmp_path, log=tmp_path / "first.log")
     try:
         deadline = time.monotonic() + 600
