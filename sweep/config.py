@@ -343,6 +343,10 @@ class TrainingConfig(StrictModel):
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     seed: int = 0
     max_failures: int = Field(2, ge=0)  # retries of a trial that raised
+    # Checkpoint every k-th epoch and the last one (reports stay once per epoch). k > 1 cuts
+    # checkpoint storage traffic k-fold; a retried trial redoes up to k-1 epochs, and a trial
+    # ASHA stops between checkpoints keeps only its earlier one (or none, to export).
+    checkpoint_every: int = Field(1, ge=1)
 
 
 class ClusterConfig(StrictModel):

@@ -16,6 +16,7 @@ MLflow run under export/ and registered in the MLflow Model Registry with the ra
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -143,10 +144,19 @@ def _kept_checkpoints(fs: pafs.FileSystem, folder: str) -> list[_KeptCheckpoint]
         path = f"{entry.path}/{CHECKPOINT_FILE}"
         if fs.get_file_info(path).type != pafs.FileType.File:
             continue
-        # Tune numbers checkpoints from 0, one per reported epoch, when result.json is gone.
-        epoch = epochs.get(entry.base_name, int(entry.base_name.split("_")[-1]) + 1)
+        epoch = epochs.get(entry.base_name) or _checkpoint_epoch(fs, path)
         kept.append(_KeptCheckpoint(path, epoch))
     return sorted(kept, key=lambda c: c.epoch)
+
+
+def _checkpoint_epoch(fs: pafs.FileSystem, path: str) -> int:
+    """The epoch (Tune's training_iteration) a Lightning checkpoint was saved at, from the
+    checkpoint itself: for when result.json is gone. Lightning stores the 0-based epoch that
+    was ending (training.checkpoint_every may skip epochs, so Tune's checkpoint numbering
+    does not tell)."""
+    with fs.open_input_stream(path) as stream:
+        saved = torch.load(io.BytesIO(stream.read()), map_location="cpu", weights_only=True)
+    return int(saved["epoch"]) + 1
 
 
 def _choose_checkpoint(

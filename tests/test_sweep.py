@@ -1,5 +1,6 @@
 """Whole sweeps on a real local Ray with real Lightning trials and a real MLflow store."""
 
+import json
 import math
 import signal
 import time
@@ -115,3 +116,59 @@ def test_failing_trials_are_retried_or_marked_failed(tmp_path):
     assert runs["00001"].info.status == "FAILED"
     assert runs["00001"].data.tags["tucker_sweep.stop_reason"] == "failed"
     assert {runs[i].info.status for i in ("00002", "00003")} == {"FINISHED"}
+
+
+@pytest.mark.slow
+def test_checkpoint_every_k_epochs_and_a_retry_resumes_from_the_last_one(tmp_path):
+    config = write_config(
+        tmp_path,
+        {
+            "search.num_samples": 2,
+            "scheduler.name": "none",
+            "stopping.max_epochs": 5,
+            "scheduler.max_t": 5,
+            "training.max_failures": 1,
+            "training.checkpoint_every": 2,
+            "decomposition.seed": False,
+            "decomposition.init": ["random"],
+            # trial 0 raises before its 4th epoch, once: the last checkpoint is epoch 2's
+            "fault_injection": {"epoch": 3, "transient": [0]},
+        },
+    )
+    result = run_cli("launch", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "0 failed" in result.stdout
+
+    folders = sorted((tmp_path / "ray_results" / "test-sweep").glob("run_trial_*"))
+    assert len(folders) == 2
+    for folder in folders:
+        rows = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+        checkpointed = {row["training_iteration"] for row in rows if row.get("checkpoint_dir_name")}
+        assert checkpointed == {2, 4, 5}, folder.name  # every 2nd epoch, and the last
+    first = next(folder for folder in folders if "_00000_" in folder.name)
+    rows = [json.loads(line) for line in (first / "result.json").read_text().splitlines()]
+    # epoch 3 ran twice: once before the fault, once after resuming from epoch 2's checkpoint
+    assert [row["training_iteration"] for row in rows] == [1, 2, 3, 3, 4, 5]
+
+    for run in trial_runs(tmp_path):
+        assert run.info.status == "FINISHED"
+        history = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(
+            run.info.run_id, "val_acc"
+        )
+        assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]  # the re-run epoch once
+
+    out = tmp_path / "export"
+    result = run_cli("export", "test-sweep", "--no-register", "--out", str(out),
+                     "--experiment", "tests", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = json.loads((out / "model.json").read_text())["source"]
+    assert exported["epoch"] in {2, 4, 5}
+
+    # Without Tune's result.json, export reads each checkpoint's epoch from the checkpoint.
+    for folder in folders:
+        (folder / "result.json").unlink()
+    result = run_cli("export", "test-sweep", "--no-register", "--out", str(tmp_path / "again"),
+                     "--experiment", "tests", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = json.loads((tmp_path / "again" / "model.json").read_text())["source"]
+    assert (again["trial_name"], again["epoch"]) == (exported["trial_name"], exported["epoch"])
