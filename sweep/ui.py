@@ -93,7 +93,8 @@ class UiServer:
 
 def _group_alive(group: int) -> bool:
     """Whether a process other than a zombie is left in process group `group`. /proc on Linux;
-    elsewhere a signal 0 (which also counts zombies waiting for their reaper)."""
+    elsewhere a signal 0 (which also counts zombies waiting for their reaper). Read by hand
+    rather than with psutil, which is not among the project's dependencies."""
     proc = Path("/proc")
     if not proc.is_dir():
         try:
