@@ -31,7 +31,13 @@ STOP_TIMEOUT_S = 15.0
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
+    """Whether a server could listen on the port now: no one else listens there.
+
+    The probe sets SO_REUSEADDR as uvicorn (and every server) does: without it, the TIME_WAIT
+    sockets a just-stopped server leaves for a minute would make a free port look taken.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -15,6 +15,8 @@ import pytest
 from report_helpers import EXPERIMENT, SWEEP, free_port, shared_sweep
 from sweep_helpers import run_cli, start_cli
 
+from sweep.ui import port_is_free
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
@@ -28,13 +30,37 @@ def _get(url: str, body: dict | None = None) -> bytes:
         return answer.read()
 
 
-def _port_is_free(port: int) -> bool:
+def _something_listens(port: int) -> bool:
+    # A connection, not a bind: a bind also fails on the TIME_WAIT sockets that a stopped server
+    # leaves behind for a minute, which are no server at all (the first CI failure of this test).
     with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        probe.settimeout(5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _leave_time_wait_on(port_owner: socket.socket) -> None:
+    """Accept one connection and close it from the server's side first, as an HTTP server
+    does: the server's end of it then lingers in TIME_WAIT on the port."""
+    client = socket.create_connection(port_owner.getsockname())
+    accepted, _ = port_owner.accept()
+    accepted.close()
+    client.recv(1)  # the server's FIN: the server side is now in FIN_WAIT_2
+    client.close()  # ... and after this, in TIME_WAIT
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_counts_as_free():
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert not port_is_free(port)
+    _leave_time_wait_on(listener)
+    listener.close()
+    # The probe the first version used (a bind without SO_REUSEADDR) fails here.
+    with socket.socket() as plain_probe, pytest.raises(OSError):
+        plain_probe.bind(("127.0.0.1", port))
+    assert port_is_free(port)
 
 
 @pytest.mark.slow
@@ -93,9 +119,8 @@ def test_ui_serves_the_sweep_and_stops_on_ctrl_c(sweep, tmp_path):
 
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=60) == 0, log.read_text()[-3000:]
-        assert "stopped" in log.read_text()
-        time.sleep(1)
-        assert _port_is_free(port), "the MLflow server outlived Ctrl-C"
+        assert "stopped" in log.read_text()  # ... and only once the server's processes are gone
+        assert not _something_listens(port), "the MLflow server outlived Ctrl-C"
     finally:
         if server.poll() is None:  # SIGTERM first: the CLI then stops its MLflow server too
             server.terminate()
