@@ -11,9 +11,9 @@ What is measured
     - factorized     TuckerConv2d, 1x1 -> grouped spatial conv (D' filters) -> 1x1 -> 1x1;
     - folded         TuckerConv2d, U_D folded into the core: 1x1 -> dense kh x kw conv -> 1x1;
     - auto           TuckerConv2d choosing one of the three by timing it on first use
-                     (tucker_autotune). The cache is cleared at start; the first call, which
-                     does the one-off autotuning, is outside the timed region; the chosen path is
-                     read back from tucker_autotune.cached_choices();
+                     (lightning_modules.tucker.autotune). The cache is cleared at start; the
+                     first call, which does the one-off autotuning, is outside the timed region;
+                     the chosen path is read back from autotune.cached_choices();
     - tltorch        tensorly-torch's FactorizedConv.from_conv(conv, factorization="tucker",
                      implementation="factorized").
 
@@ -30,7 +30,7 @@ Timing
     (the order rotating from round to round, so that a burst of load from other processes hits
     all methods alike); the reported time is the median of all the blocks of all the rounds.
     Parameters come from a fixed seed. FLOPs are multiply-adds of the forward pass per batch
-    from lightning_modules.tucker_cost (the `reconstructed` figure includes the kernel rebuild).
+    from lightning_modules.tucker.cost (the `reconstructed` figure includes the kernel rebuild).
 
 Targets (checked at the end, printed as PASS/FAIL; the script exits 0 either way):
     (1) at ranks (N/4, C/4, 3) with 256 channels, auto is at least 3x faster than dense and at
@@ -67,18 +67,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tltorch
 
-from lightning_modules import tucker_autotune
-from lightning_modules.tucker import TuckerConv2d
-from lightning_modules.tucker_cost import (
+from lightning_modules.tucker import (
     IMPLEMENTATIONS,
     ConvGeometry,
+    TuckerConv2d,
     TuckerRanks,
-    dense_flops,
     path_flops,
-    reconstruction_flops,
-    tucker_flops,
     validate_ranks,
 )
+from lightning_modules.tucker import autotune as tucker_autotune
+from lightning_modules.tucker.cost import dense_flops, reconstruction_flops, tucker_flops
 
 SPATIAL_RANK = 3
 FULL_RATIOS = (1 / 2, 1 / 4, 1 / 8)
@@ -132,7 +130,7 @@ class Settings:
     dtype: str = "float32"
     spatial_rank: int = SPATIAL_RANK
     tltorch_rank: str = "(N', C', kh, kw): spatial factors folded into the core"
-    flops: str = "multiply-adds of the forward pass per batch (tucker_cost)"
+    flops: str = "multiply-adds of the forward pass per batch (lightning_modules.tucker.cost)"
     timing: str = (
         "forward+backward; median_ms: median of blocked_autorange blocks over interleaved "
         "rounds (reported); iqr_ms, min_ms: spread and fastest block"

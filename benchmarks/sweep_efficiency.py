@@ -35,7 +35,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from sweep.config import SweepConfig, build_config
-from sweep.launch import launch_sweep
+from sweep.tuning.launch import launch_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "configs" / "digits.yaml"

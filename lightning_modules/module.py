@@ -12,13 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_modules.models import (
-    build_model,
-    decompose,
-    model_cost,
-    rank_plan_of,
-)
-from lightning_modules.tucker_cost import RankSpec
+from lightning_modules.nets import build_model, decompose, model_cost, rank_plan_of
+from lightning_modules.tucker import RankSpec
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -29,7 +24,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class TuckerClassifier(pl.LightningModule):
-    """Cross-entropy classifier around a model from lightning_modules.models.
+    """Cross-entropy classifier around a model from lightning_modules.nets.
 
     Every constructor argument is saved as a hyper-parameter, the rank plan as resolved
     triples, so `load_from_checkpoint` rebuilds the same (dense or Tucker) architecture.

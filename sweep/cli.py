@@ -7,7 +7,6 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -94,7 +93,7 @@ def train(
         "accelerator": accelerator,
     }
     settings = build_config(TrainConfig, config, overrides)
-    from sweep.single_run import train_once  # Lightning: imported once the input is known good
+    from sweep.train import train_once  # Lightning: imported once the input is known good
 
     result = train_once(settings, progress_bar=progress)
     console.print(
@@ -102,25 +101,6 @@ def train(
         f"({result.compression:.2f}x compression) | {result.seconds:.1f} s | "
         f"MLflow run {result.run_id} in {result.tracking_uri}"
     )
-
-
-def _sweep_config(config: Path | None, resume: str | None, storage_path: str | None,
-                  overrides: dict[str, Any]) -> Any:  # fmt: skip
-    """The sweep's config: from CONFIG (or the defaults: the digits sweep), or for --resume
-    the config stored with the sweep; flags override either."""
-    from sweep.config import SweepConfig, build_config
-    from sweep.storage import SweepStore
-
-    if resume is None:
-        return build_config(SweepConfig, config, overrides)
-    if config is not None:
-        raise ConfigError("--resume continues a sweep with its stored config: drop CONFIG")
-    store = SweepStore(storage_path or SweepConfig().cluster.storage_path, resume)
-    if not store.exists("config.yaml"):
-        raise ConfigError(f"no sweep named {resume!r} in {store.storage_path} to resume")
-    with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
-        stored = store.copy_to("config.yaml", Path(folder) / "config.yaml")
-        return build_config(SweepConfig, stored, {**overrides, "name": resume})
 
 
 @app.command()
@@ -163,8 +143,10 @@ def launch(
         "scheduler.name": scheduler,
         "decomposition.seed": seed,
     }
-    settings = _sweep_config(config, resume, storage_path, overrides)
-    from sweep.launch import launch_sweep  # Ray and Lightning: once the input is known good
+    from sweep.tuning.launch_config import sweep_config
+
+    settings = sweep_config(config, resume, storage_path, overrides)
+    from sweep.tuning.launch import launch_sweep  # Ray and Lightning: once the input is good
 
     outcome = launch_sweep(settings, resume=resume is not None, progress=console.print)
     best = "none" if outcome.best_val_acc is None else f"{outcome.best_val_acc:.4f}"
@@ -213,7 +195,7 @@ def seed(
         "tracking.experiment": experiment,
     }
     settings = build_config(SweepConfig, config, overrides)
-    from sweep.seeding import seed_command
+    from sweep.seeding.seed import seed_command
 
     outcome = seed_command(settings, out, checkpoint)
     table = Table(
@@ -297,7 +279,7 @@ def report(
         raise ConfigError(f"--format: one of {', '.join(REPORT_FORMATS)}, got {output_format!r}")
     max_params = _parse_count(budget, "--budget")
     settings = _tracking_settings(config, tracking_uri, experiment)
-    from sweep.report import write_sweep_report
+    from sweep.report.write import write_sweep_report
 
     outcome = write_sweep_report(
         settings.tracking.resolved_uri(),
@@ -312,9 +294,9 @@ def report(
         sys.stdout.write(outcome.files["json"].read_text())
         return
     if output_format == "md":
-        from sweep.report_render import terminal_view
+        from sweep.report.terminal import terminal_view
 
-        for part in terminal_view(outcome.report, outcome.markdown, outcome.out_dir):
+        for part in terminal_view(outcome.report, outcome.out_dir):
             console.print(part, soft_wrap=False)  # wrap, not crop
     where = f" | logged on MLflow run {outcome.report.sweep.run_id} under report/" if log else ""
     partial = " (partial: the sweep has not finished)" if outcome.partial else ""

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from sweep.errors import ConfigError
+from sweep.errors import ConfigError, describe_validation_error
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "tucker-sweep"
@@ -72,7 +72,7 @@ class DataConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    """Which network (see lightning_modules.models.MODELS), and constructor options."""
+    """Which network (see lightning_modules.nets.MODELS), and constructor options."""
 
     name: str = "vgg_small"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -124,48 +124,6 @@ class TrainConfig(StrictModel):
 
 
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
-
-
-_TYPE_MISMATCH_SUFFIXES = ("_type", "_parsing", "literal_error")
-_BUILTIN_TAGS = {"float", "int", "str", "bool", "none"}
-
-
-def _is_union_tag(part: object) -> bool:
-    """Pydantic names union members in error locations ('float', 'list[float]', a model's
-    class name); they are not keys the user wrote."""
-    if not isinstance(part, str):
-        return False
-    return "[" in part or part in _BUILTIN_TAGS or part[:1].isupper()
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """The most telling problem as 'key.path: message (got value)', on one line.
-
-    For a value that fits no member of a union, a member's own complaint (a range check)
-    says more than the other members' type mismatches, so it is preferred.
-    """
-    problems = error.errors()
-    first = min(
-        problems,
-        key=lambda e: e["type"].endswith(_TYPE_MISMATCH_SUFFIXES) and len(problems) > 1,
-    )
-
-    def key_path(problem: dict) -> str:
-        return ".".join(str(part) for part in problem["loc"] if not _is_union_tag(part))
-
-    location = key_path(first)
-    message = first["msg"]
-    shown = f" (got {first.get('input')!r})"
-    if first["type"] == "extra_forbidden":
-        message, shown = "unknown key", ""
-    elif first["type"] == "missing":
-        shown = ""
-    elif first["type"] == "value_error":  # our validators' messages already show the value
-        message, shown = str(first["ctx"]["error"]), ""
-    more = len({key_path(problem) for problem in problems}) - 1  # union members count once
-    suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more else ""
-    prefix = f"{location}: " if location else ""
-    return f"{prefix}{message}{shown}{suffix}"
 
 
 def set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
@@ -356,19 +314,6 @@ class ClusterConfig(StrictModel):
     storage_path: str = "ray_results"  # a directory, or a URI (s3://...) shared by all nodes
 
 
-class FaultInjectionConfig(StrictModel):
-    """For resilience tests only: trials (by creation index, 0-based) that raise at the start
-    of `epoch` (1 or later, so that a retry can resume from a checkpoint), on their first
-    attempt only (`transient`) or on every attempt (`permanent`); and a slow device
-    (`epoch_delay_seconds`: every epoch of every trial starts with that pause), so that a
-    test can act while trials are mid-way however fast the machine is."""
-
-    epoch: int = Field(1, ge=1)
-    transient: list[int] = Field(default_factory=list)
-    permanent: list[int] = Field(default_factory=list)
-    epoch_delay_seconds: float = Field(0.0, ge=0.0, le=600.0)
-
-
 class SweepConfig(StrictModel):
     """A whole sweep (`tucker-sweep launch`). The defaults are the bundled digits sweep
     (configs/digits.yaml spells them out)."""
@@ -384,7 +329,6 @@ class SweepConfig(StrictModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
-    fault_injection: FaultInjectionConfig = Field(default_factory=FaultInjectionConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepConfig:

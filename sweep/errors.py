@@ -1,6 +1,11 @@
-"""Errors a user can act on. The CLI prints them as one line and exits with status 2."""
+"""Errors a user can act on, and the one way a pydantic validation error becomes a line of text.
+The CLI prints these errors as one line and exits with status 2."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import ValidationError
 
 
 class TuckerSweepError(Exception):
@@ -15,8 +20,18 @@ class TrackingError(TuckerSweepError, RuntimeError):
     """The MLflow tracking store cannot be reached or does not hold what was asked for."""
 
 
+class ReportError(TrackingError):
+    """The tracking store (or the sweep's Ray results) holds no usable sweep for what was asked:
+    unknown, empty, every trial failed, no checkpoint to export."""
+
+
 class SweepInterrupted(Exception):
     """The sweep stopped before its trials finished (Ctrl-C); it can be resumed."""
+
+
+def first_line(error: BaseException) -> str:
+    """The part of an error's message that fits a one-line report."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -24,7 +39,82 @@ def user_errors() -> tuple[type[Exception], ...]:
     wrong". Imported on demand: importing Lightning takes seconds, and `--help` or a
     mistyped flag should answer at once."""
     from lightning_modules.data import DataError
-    from lightning_modules.models import RankPlanError, UnknownModelError
-    from lightning_modules.tucker_cost import InvalidRanksError
+    from lightning_modules.nets import RankPlanError, UnknownModelError
+    from lightning_modules.ranks import NoDecomposableLayersError
+    from lightning_modules.tucker import InvalidRanksError
 
-    return (TuckerSweepError, DataError, RankPlanError, UnknownModelError, InvalidRanksError)
+    return (
+        TuckerSweepError,
+        DataError,
+        RankPlanError,
+        UnknownModelError,
+        InvalidRanksError,
+        NoDecomposableLayersError,
+    )
+
+
+# ---- pydantic validation errors as one line -----------------------------------------------------
+
+_TYPE_MISMATCH_SUFFIXES = ("_type", "_parsing", "literal_error")
+_BUILTIN_TAGS = {"float", "int", "str", "bool", "none"}
+
+
+def _is_union_tag(part: object) -> bool:
+    """Pydantic names union members in error locations ('float', 'list[float]', a model's
+    class name); they are not keys the user wrote."""
+    if not isinstance(part, str):
+        return False
+    return "[" in part or part in _BUILTIN_TAGS or part[:1].isupper()
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    """A pydantic location as the user wrote it: ('search', 'lr') -> search.lr, ('layers',
+    'block2.conv1', 'candidates', 0) -> layers['block2.conv1'].candidates[0]."""
+    text = ""
+    for part in location:
+        if _is_union_tag(part):
+            continue
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif "." in part or not part.isidentifier():
+            text += f"[{part!r}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _message(problem: dict, show_value: bool) -> str:
+    message = problem["msg"]
+    if problem["type"] == "extra_forbidden":
+        return "unknown key"
+    if problem["type"] == "value_error":  # our validators' messages already show the value
+        return str(problem["ctx"]["error"])
+    if problem["type"] == "missing" or not show_value:
+        return message
+    return f"{message} (got {problem.get('input')!r})"
+
+
+def describe_validation_error(
+    error: ValidationError, most: int = 1, show_value: bool = True
+) -> str:
+    """The `most` most telling problems as 'key.path: message (got value)', on one line,
+    with a count of the rest.
+
+    For a value that fits no member of a union, a member's own complaint (a range check) says
+    more than the other members' type mismatches, so it comes first; a key that several union
+    members complain about counts once.
+    """
+    problems = sorted(
+        error.errors(include_url=False),
+        key=lambda p: p["type"].endswith(_TYPE_MISMATCH_SUFFIXES),
+    )
+    by_key: dict[str, dict] = {}
+    for problem in problems:
+        by_key.setdefault(field_path(problem["loc"]), problem)
+    shown = []
+    for key, problem in list(by_key.items())[:most]:
+        prefix = f"{key}: " if key else ""
+        shown.append(prefix + _message(problem, show_value))
+    more = len(by_key) - len(shown)
+    suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more else ""
+    return "; ".join(shown) + suffix

@@ -21,7 +21,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from sweep.errors import TrackingError
+from sweep.tracking.client import open_client
 
 __all__ = ["UiServer", "experiment_url", "serve_ui", "start_ui"]
 
@@ -64,8 +67,6 @@ def experiment_url(base: str, experiment_id: str | None) -> str:
 
 
 def _experiment_id(tracking_uri: str, experiment: str) -> str | None:
-    from sweep.report_data import open_client  # one-line TrackingError for a bad store
-
     found = open_client(tracking_uri).get_experiment_by_name(experiment)
     return found.experiment_id if found else None
 
@@ -97,33 +98,22 @@ class UiServer:
         return self.process.returncode
 
 
-def _group_alive(group: int) -> bool:
-    """Whether a process other than a zombie is left in process group `group`. /proc on Linux;
-    elsewhere a signal 0 (which also counts zombies waiting for their reaper). Read by hand
-    rather than with psutil, which is not among the project's dependencies."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+def _group_members(group: int) -> list[psutil.Process]:
+    """The processes of process group `group` that have not exited (zombies waiting for their
+    reaper have)."""
+    members = []
+    for process in psutil.process_iter(["status"]):
         try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # Fields after the parenthesised command: state, ppid, pgrp, ...
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == group:
+                members.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
             continue  # gone meanwhile
-        if int(fields[2]) == group and fields[0] != "Z":
-            return True
-    return False
+    return members
 
 
 def _wait_group_gone(group: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while _group_alive(group):
+    while _group_members(group):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
@@ -149,7 +139,8 @@ def _tail(path: Path, lines: int = 1) -> str:
 
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when this process dies, however it dies (even
-    SIGKILL), so no server is left behind holding the port."""
+    SIGKILL), so no server is left behind holding the port. Linux's prctl(PR_SET_PDEATHSIG)
+    through ctypes: neither the standard library nor psutil offers it."""
     import ctypes
 
     pr_set_pdeathsig = 1

@@ -8,11 +8,11 @@ import json
 
 import pytest
 import torch
-from report_helpers import SWEEP, shared_sweep
-from sweep_helpers import run_cli
+from support.cli import run_cli
+from support.report_store import SWEEP, shared_sweep
 
 from lightning_modules.data import make_datamodule
-from lightning_modules.models import build_model, decompose
+from lightning_modules.nets import build_model, decompose
 
 
 @pytest.fixture(scope="module")

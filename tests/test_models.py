@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lightning_modules.models import (
+from lightning_modules.nets import (
     MODELS,
     RankPlanError,
     UnknownModelError,

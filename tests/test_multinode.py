@@ -3,8 +3,10 @@ MLflow server, with faults: a lost worker node, an MLflow outage, a killed drive
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from netns_cluster import BIN, NamespaceCluster, namespaces_available
+from support.faults import FaultPlan
+from support.netns_cluster import BIN, NamespaceCluster, namespaces_available
 
 pytestmark = pytest.mark.slow
 UNAVAILABLE = namespaces_available()
@@ -44,9 +47,6 @@ def write_sweep(cluster: NamespaceCluster, name: str) -> Path:
         "scheduler": {"name": "none", "max_t": MAX_T},
         "stopping": {"max_epochs": MAX_T, "target_accuracy": 0.9},
         "training": {"max_failures": 3},
-        # A 5-epoch trial takes ~1 s here: paced to ~16 s so that the faults below strike
-        # while trials are mid-way, however fast the machine.
-        "fault_injection": {"epoch_delay_seconds": EPOCH_DELAY_S},
         "tracking": {"uri": cluster.mlflow_uri, "experiment": "multinode"},
         "cluster": {"address": cluster.head_address,
                     "storage_path": str(cluster.workdir / "ray_results")},
@@ -57,7 +57,16 @@ def write_sweep(cluster: NamespaceCluster, name: str) -> Path:
 
 
 def launch(cluster: NamespaceCluster, *args: str, log: str):
+    """The real CLI's `tucker-sweep launch` on the head node."""
     return cluster.popen(0, str(BIN / "tucker-sweep"), "launch", *args, log=log)
+
+
+def launch_slowly(cluster: NamespaceCluster, config: Path, log: str):
+    """A launch whose trials' epochs are paced: a 5-epoch trial takes ~1 s here, paced to
+    ~16 s so that the faults below strike while trials are mid-way, however fast the machine."""
+    plan = json.dumps(dataclasses.asdict(FaultPlan(epoch_delay_seconds=EPOCH_DELAY_S)))
+    return cluster.popen(0, sys.executable, "-m", "support.launch_with_faults", str(config),
+                         "--faults", plan, log=log)  # fmt: skip
 
 
 def trial_results(experiment: Path) -> dict[str, list[dict]]:
@@ -105,7 +114,7 @@ def test_worker_loss_and_mlflow_outage_during_a_sweep(cluster: NamespaceCluster)
     config = write_sweep(cluster, "faults")
     experiment = cluster.workdir / "ray_results" / "faults"
     log = cluster.logs / "driver.log"
-    driver = launch(cluster, str(config), log="driver.log")
+    driver = launch_slowly(cluster, config, log="driver.log")
     try:
         # 1. MLflow goes down once trials report, and comes back 15 s later.
         wait_until(lambda: any(trial_results(experiment).values()), 600, driver,
@@ -153,7 +162,7 @@ def test_worker_loss_and_mlflow_outage_during_a_sweep(cluster: NamespaceCluster)
 def test_killed_driver_then_resume_completes(cluster: NamespaceCluster) -> None:
     config = write_sweep(cluster, "resumed")
     log = cluster.logs / "first-driver.log"
-    driver = launch(cluster, str(config), log="first-driver.log")
+    driver = launch_slowly(cluster, config, log="first-driver.log")
 
     def a_trial_finished() -> bool:
         return any(run.data.tags.get("tucker_sweep.kind") == "trial"

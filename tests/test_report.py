@@ -15,13 +15,13 @@ import jsonschema
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
-from report_helpers import EXPERIMENT, SWEEP, free_port, handmade_store, shared_sweep
-from sweep_helpers import run_cli
+from support.cli import run_cli
+from support.report_store import EXPERIMENT, SWEEP, free_port, handmade_store, shared_sweep
 
-from sweep.report import pareto_front
-from sweep.report_schema import report_json_schema
+from sweep.report.ranking import pareto_front
+from sweep.report.schema import report_json_schema
 
-SCHEMA_FILE = Path(__file__).parents[1] / "sweep" / "report_schema.json"
+SCHEMA_FILE = Path(__file__).parents[1] / "sweep" / "report" / "schema.json"
 CHROMIUM = "/usr/bin/chromium"
 WINDOW = (1280, 2000)
 
@@ -127,7 +127,7 @@ def test_report_agrees_with_the_raw_runs(sweep, json_report):
     )
 
     schema = json.loads(SCHEMA_FILE.read_text())
-    assert schema == report_json_schema(), "regenerate it: python -m sweep.report_schema"
+    assert schema == report_json_schema(), "regenerate it: python scripts/write-report-schema.py"
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.Draft202012Validator(schema).validate(report)
     assert json.loads((out / "report.schema.json").read_text()) == schema

@@ -8,10 +8,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from lightning_modules.models import build_model
+from lightning_modules.nets import build_model
+from lightning_modules.ranks import candidate_ranks
 from sweep.errors import TuckerSweepError
-from sweep.ranks import candidate_ranks
-from sweep.seed_file import (
+from sweep.seeding.seed_file import (
     SCHEMA_NAME,
     SeedFile,
     SeedFileError,
@@ -19,7 +19,7 @@ from sweep.seed_file import (
     read_seed,
     write_seed,
 )
-from sweep.spectrum_plot import plot_spectra
+from sweep.seeding.spectrum_plot import plot_spectra
 
 THRESHOLDS = (0.8, 0.95)
 LAYER = "stage2.block1.conv1"  # 32 x 16 x 3 x 3

@@ -7,21 +7,13 @@ import torch
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
-from lightning_modules.models import build_model, conv_layers
-from lightning_modules.tucker import TuckerConv2d
-from lightning_modules.tucker_cost import validate_ranks
+from lightning_modules.nets import build_model, conv_layers
+from lightning_modules.tucker import TuckerConv2d, validate_ranks
 from sweep.config import SweepConfig, build_config
 from sweep.errors import ConfigError
-from sweep.space import (
-    RANKS_PREFIX,
-    build_rank_space,
-    decode_ranks,
-    decode_trial,
-    encode_ranks,
-    param_space,
-    ratio_triples,
-    trial_count,
-)
+from sweep.space import build_rank_space, decode_trial, ratio_triples
+from sweep.trial_params import TUNE_RANKS_PREFIX, decode_ranks, encode_ranks
+from sweep.tuning.tune_space import param_space, trial_count
 
 LAYERS = tuple(conv_layers(build_model("vgg_small", 1, 10, width=16)))
 
@@ -55,8 +47,8 @@ def test_per_layer_space_skips_the_input_conv_and_decodes():
     assert not space.seeded
     assert "block1.conv1" not in space.layer_choices
     params = param_space(config(), space)
-    assert {key for key in params if key.startswith(RANKS_PREFIX)} == {
-        RANKS_PREFIX + layer.name for layer in LAYERS[1:]
+    assert {key for key in params if key.startswith(TUNE_RANKS_PREFIX)} == {
+        TUNE_RANKS_PREFIX + layer.name for layer in LAYERS[1:]
     }
     (sampled,) = [variant for _, variant in generate_variants(params)]
     plan = decode_trial(sampled, config(), LAYERS)

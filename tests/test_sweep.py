@@ -7,7 +7,8 @@ import time
 
 import pytest
 from mlflow.tracking import MlflowClient
-from sweep_helpers import run_cli, start_cli, trial_runs, write_config
+from support.cli import run_cli, start_cli, trial_runs, write_config
+from support.faults import FaultPlan
 
 FINAL_METRICS = {
     "params", "flops", "compression", "best_val_acc", "epochs_to_target", "seconds_to_target",
@@ -62,9 +63,9 @@ def test_digits_sweep_with_asha_records_every_trial(tmp_path):
 def test_interrupted_sweep_resumes_without_duplicate_runs(tmp_path):
     # Epochs paced to >= 1 s: the interrupt must land while trials are still to come.
     config = write_config(tmp_path, {"scheduler.name": "none", "stopping.max_epochs": 4,
-                                     "scheduler.max_t": 4, "search.num_samples": 6,
-                                     "fault_injection.epoch_delay_seconds": 1.0})  # fmt: skip
-    driver = start_cli("launch", str(config), cwd=tmp_path, log=tmp_path / "first.log")
+                                     "scheduler.max_t": 4, "search.num_samples": 6})  # fmt: skip
+    driver = start_cli(str(config), cwd=tmp_path, log=tmp_path / "first.log",
+                       faults=FaultPlan(epoch_delay_seconds=1.0))  # fmt: skip
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -102,11 +103,11 @@ def test_failing_trials_are_retried_or_marked_failed(tmp_path):
             "training.max_failures": 1,
             "decomposition.seed": False,
             "decomposition.init": ["random"],
-            # trial 0 raises on its first attempt only; trial 1 on every attempt
-            "fault_injection": {"epoch": 1, "transient": [0], "permanent": [1]},
         },
     )
-    result = run_cli("launch", str(config), cwd=tmp_path)
+    # trial 0 raises on its first attempt only; trial 1 on every attempt
+    faults = FaultPlan(epoch=1, transient=(0,), permanent=(1,))
+    result = run_cli(str(config), cwd=tmp_path, faults=faults)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 failed" in result.stdout
     runs = {run.data.tags["trial_name"].rsplit("_", 1)[-1]: run for run in trial_runs(tmp_path)}
@@ -131,11 +132,10 @@ def test_checkpoint_every_k_epochs_and_a_retry_resumes_from_the_last_one(tmp_pat
             "training.checkpoint_every": 2,
             "decomposition.seed": False,
             "decomposition.init": ["random"],
-            # trial 0 raises before its 4th epoch, once: the last checkpoint is epoch 2's
-            "fault_injection": {"epoch": 3, "transient": [0]},
         },
     )
-    result = run_cli("launch", str(config), cwd=tmp_path)
+    # trial 0 raises before its 4th epoch, once: the last checkpoint is epoch 2's
+    result = run_cli(str(config), cwd=tmp_path, faults=FaultPlan(epoch=3, transient=(0,)))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "0 failed" in result.stdout
 

@@ -5,9 +5,9 @@ import subprocess
 import pytest
 import ray
 import yaml
-from sweep_helpers import run_cli, write_config
+from support.cli import run_cli, write_config
 
-from sweep.ray_cluster import connect_ray
+from sweep.tuning.cluster import connect_ray
 
 BAD_CONFIGS = [
     ({"colour": "blue"}, "colour: unknown key"),
@@ -20,7 +20,7 @@ BAD_CONFIGS = [
     ({"search": {"algorithm": "bayes"}}, "search.algorithm: Input should be 'random', 'grid'"),
     ({"decomposition": {"thresholds": [0.5, 1.5]}}, "energy thresholds must be in (0, 1]"),
     ({"decomposition": {"ratios": {"out": [0]}}}, "decomposition.ratios.out: ratios must be"),
-    ({"decomposition": {"init": ["svd"]}}, "decomposition.init.0: Input should be 'hooi'"),
+    ({"decomposition": {"init": ["svd"]}}, "decomposition.init[0]: Input should be 'hooi'"),
     ({"resources": {"cpu": 0}}, "resources.cpu: Input should be greater than 0"),
     ({"resources": {"gpu": 1.5}}, "resources.gpu: a fraction must be below 1"),
     ({"name": "my sweep"}, "name: String should match pattern"),

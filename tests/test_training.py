@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lightning_modules.data import make_datamodule
-from lightning_modules.models import uniform_plan
 from lightning_modules.module import NonFiniteLossError, TuckerClassifier
+from lightning_modules.nets import uniform_plan
 from lightning_modules.tucker import TuckerConv2d
 
 EPOCHS = 15

@@ -4,19 +4,21 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lightning_modules.tucker import TuckerConv2d
-from lightning_modules.tucker_cost import (
+from lightning_modules.tucker import (
     ConvGeometry,
     InvalidRanksError,
-    dense_flops,
-    dense_param_count,
+    TuckerConv2d,
     make_feasible,
     path_flops,
     ranks_from_spec,
+    validate_ranks,
+)
+from lightning_modules.tucker.cost import (
+    dense_flops,
+    dense_param_count,
     reconstruction_flops,
     tucker_flops,
     tucker_param_count,
-    validate_ranks,
 )
 
 GEOMETRY = ConvGeometry.of(256, 128, 3, padding=1)  # tensor 128 x 256 x 9

@@ -1,6 +1,6 @@
-"""Autograd through every path against the closed-form mode-n gradients (DESIGN.md) and finite
-differences. The source paper's closed forms (Kronecker products times all-ones vectors) sum
-Jacobian columns; these are the correct ones."""
+"""Autograd through every path against the closed-form mode-n gradients (docs/design.md,
+"Gradients") and finite differences. The source paper's closed forms (Kronecker products times
+all-ones vectors) sum Jacobian columns; these are the correct ones."""
 
 import pytest
 import torch

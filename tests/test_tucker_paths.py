@@ -7,9 +7,8 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightning_modules import tucker_autotune
-from lightning_modules.tucker import IMPLEMENTATIONS, TuckerConv2d
-from lightning_modules.tucker_cost import make_feasible
+from lightning_modules.tucker import IMPLEMENTATIONS, TuckerConv2d, make_feasible
+from lightning_modules.tucker import autotune as tucker_autotune
 
 
 @st.composite

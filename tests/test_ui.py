@@ -12,8 +12,8 @@ import time
 import urllib.request
 
 import pytest
-from report_helpers import EXPERIMENT, SWEEP, free_port, shared_sweep
-from sweep_helpers import run_cli, start_cli
+from support.cli import run_cli, start_cli
+from support.report_store import EXPERIMENT, SWEEP, free_port, shared_sweep
 
 from sweep.ui import port_is_free
 

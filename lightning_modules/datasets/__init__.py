@@ -1,1 +1,0 @@
-"""Implementation of the data modules; the public surface is `lightning_modules.data`."""

@@ -1,0 +1,29 @@
+"""Rank selection for the convs of a trained CNN: mode spectra, energy and VBMF rank estimates,
+and the per-layer candidate triples that seed a sweep (docs/design.md, "Rank selection")."""
+
+from lightning_modules.ranks.candidates import (
+    METHODS,
+    Candidate,
+    LayerAnalysis,
+    NoDecomposableLayersError,
+    analyse_layer,
+    candidate_ranks,
+    seeded_space_size,
+)
+from lightning_modules.ranks.energy import energy_rank
+from lightning_modules.ranks.spectra import ModeSpectra, mode_spectra
+from lightning_modules.ranks.vbmf import vbmf_rank
+
+__all__ = [
+    "METHODS",
+    "Candidate",
+    "LayerAnalysis",
+    "ModeSpectra",
+    "NoDecomposableLayersError",
+    "analyse_layer",
+    "candidate_ranks",
+    "energy_rank",
+    "mode_spectra",
+    "seeded_space_size",
+    "vbmf_rank",
+]

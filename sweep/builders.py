@@ -1,0 +1,50 @@
+"""From the service's configs to Lightning objects: the data module and the classifier's
+arguments, built one way for `train`, the dense baseline, every trial and export."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from lightning_modules.data import ClassificationDataModule, DataShape, make_datamodule
+from sweep.config import DataConfig, SweepConfig
+
+
+def datamodule_for(data: DataConfig, *, seed: int, batch_size: int) -> ClassificationDataModule:
+    """The configured data module, split with `seed`."""
+    return make_datamodule(data.name, seed=seed, batch_size=batch_size, **data.options)
+
+
+def sweep_datamodule(config: SweepConfig) -> ClassificationDataModule:
+    """The data module of a sweep: the same split for the baseline, every trial and export."""
+    training = config.training
+    return datamodule_for(config.data, seed=training.seed, batch_size=training.batch_size)
+
+
+def prepare_data_once_per_node(datamodule: ClassificationDataModule) -> None:
+    """Concurrent trials on one node share the download cache: the first one downloads,
+    the others wait for it and then find the files."""
+    lock_path = Path(tempfile.gettempdir()) / f"tucker-sweep-data-{datamodule.name}.lock"
+    with FileLock(str(lock_path)):
+        datamodule.prepare_data()
+
+
+def classifier_options(config: SweepConfig, data_shape: DataShape, lr: float) -> dict[str, Any]:
+    """TuckerClassifier arguments shared by the baseline and every trial of a sweep."""
+    training = config.training
+    return {
+        "model_name": config.model.name,
+        "in_channels": data_shape.in_channels,
+        "num_classes": data_shape.num_classes,
+        "input_size": data_shape.input_size,
+        "model_options": config.model.options,
+        "optimizer": training.optimizer,
+        "lr": lr,
+        "momentum": training.momentum,
+        "weight_decay": training.weight_decay,
+        "schedule": training.schedule,
+        "max_epochs": config.stopping.max_epochs,
+    }

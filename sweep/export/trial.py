@@ -1,0 +1,224 @@
+"""Export a sweep's best trial (or a chosen one): its best kept checkpoint, rebuilt, checked
+against the accuracy the trial logged, written out and registered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
+
+from lightning_modules.data import ClassificationDataModule
+from lightning_modules.module import TuckerClassifier
+from sweep.builders import sweep_datamodule
+from sweep.config import SweepConfig
+from sweep.errors import ConfigError, ReportError, describe_validation_error
+from sweep.export.checks import accuracy_tolerance, check_accuracy, val_accuracy
+from sweep.export.model_card import model_card
+from sweep.export.registry import Registered, register_export, version_tags
+from sweep.export.torchscript import fix_implementations, save_traced
+from sweep.report.ranking import best_trial
+from sweep.tracking.names import EXPERIMENT_PATH_TAG, TRIAL_ID_TAG
+from sweep.tracking.sweep_runs import RunRecord, SweepRuns, find_trial, load_sweep, metric_history
+from sweep.tuning.results import KeptCheckpoint, kept_checkpoints
+from sweep.tuning.storage import SweepStore
+
+FILES = {
+    "checkpoint": "model.ckpt",
+    "state_dict": "state_dict.pt",
+    "model_json": "model.json",
+    "torchscript": "model.torchscript.pt",
+}
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    sweep: str
+    trial_name: str
+    trial_run_id: str
+    epoch: int  # the epoch whose checkpoint was exported
+    best_epoch: int  # the trial's best epoch by logged val_acc (may not have been kept)
+    logged_val_acc: float  # at `epoch`
+    checkpoint_val_acc: float
+    torchscript_val_acc: float
+    out_dir: Path
+    files: dict[str, Path]
+    implementations: dict[str, str]  # Tucker layer -> the path fixed for TorchScript
+    registered_model: str | None = None
+    model_version: str | None = None
+    artifact_uri: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The trial to export and the checkpoint of it, with the val_acc logged at its epoch."""
+
+    trial: RunRecord
+    checkpoint: KeptCheckpoint
+    logged_val_acc: float
+    best_epoch: int
+    notes: list[str]
+
+
+def _choose_trial(runs: SweepRuns, wanted: str | None) -> RunRecord:
+    if wanted is not None:
+        return find_trial(runs, wanted)
+    best = best_trial(runs)
+    if best is None:
+        raise ReportError(f"sweep {runs.name!r} has no finished trial to export yet")
+    return best
+
+
+def _experiment_path(runs: SweepRuns, storage_path: str | None) -> str:
+    """Where Tune's results of the sweep are: as the sweep recorded it, or under the given
+    (or configured) storage path."""
+    if EXPERIMENT_PATH_TAG in runs.parent.tags and storage_path is None:
+        return runs.parent.tags[EXPERIMENT_PATH_TAG]
+    if storage_path is None:
+        storage_path = (runs.config.get("cluster") or {}).get("storage_path") or "ray_results"
+    return SweepStore(storage_path, runs.name).experiment_path
+
+
+def _choose_checkpoint(
+    client: MlflowClient, runs: SweepRuns, trial: RunRecord, storage_path: str | None
+) -> _Chosen:
+    """The kept checkpoint with the best logged val_acc at its epoch (ties: the later)."""
+    kept = kept_checkpoints(_experiment_path(runs, storage_path), trial.tags.get(TRIAL_ID_TAG, ""))
+    if not kept:
+        raise ReportError(f"trial {trial.trial_name} has no checkpoint in the sweep's Tune results")
+    accuracy = dict(metric_history(client, trial.run_id, "val_acc"))
+    scored = [(accuracy[c.epoch], c.epoch, c) for c in kept if c.epoch in accuracy]
+    if not scored:
+        epochs = ", ".join(str(c.epoch) for c in kept)
+        raise ReportError(f"no logged val_acc for the kept checkpoints (epochs {epochs})")
+    logged, _, checkpoint = max(scored, key=lambda item: item[:2])
+    best_epoch = max(accuracy, key=lambda epoch: (accuracy[epoch], -epoch))
+    notes = []
+    if accuracy[best_epoch] > logged:
+        notes.append(
+            f"the best epoch ({best_epoch}, val acc {accuracy[best_epoch]:.4f}) was not among "
+            f"the checkpoints Tune kept; exported epoch {checkpoint.epoch}"
+        )
+    return _Chosen(trial, checkpoint, logged, best_epoch, notes)
+
+
+def _stored_config(runs: SweepRuns) -> SweepConfig:
+    """The config the sweep ran with: it rebuilds the same validation split."""
+    if not runs.config:
+        raise ReportError(f"sweep {runs.name!r} has no config.yaml artifact to rebuild its data")
+    try:
+        return SweepConfig.model_validate(runs.config)
+    except ValidationError as error:
+        raise ConfigError(
+            f"the stored config of sweep {runs.name!r}: {describe_validation_error(error)}"
+        ) from None
+
+
+def _trained_on_gpu(runs: SweepRuns) -> bool:
+    try:
+        return float(runs.parent.params.get("resources/gpu", 0)) > 0
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Written:
+    classifier: TuckerClassifier
+    files: dict[str, Path]
+    implementations: dict[str, str]
+    checkpoint_val_acc: float
+    torchscript_val_acc: float
+
+
+def _write_files(
+    chosen: _Chosen, runs: SweepRuns, datamodule: ClassificationDataModule, target: Path
+) -> _Written:
+    """The checkpoint, the plain weights, the TorchScript model and model.json, each model
+    evaluated on the validation split on the way."""
+    target.mkdir(parents=True, exist_ok=True)
+    files = {key: target / name for key, name in FILES.items()}
+    with chosen.checkpoint.lightning_file() as source:
+        shutil.copyfile(source, files["checkpoint"])
+    classifier = TuckerClassifier.load_from_checkpoint(
+        files["checkpoint"], weights_only=True, map_location="cpu"
+    ).eval()
+    network = classifier.model
+    loader = datamodule.val_dataloader()  # sets the data module up: same seed, same split
+    checkpoint_acc = val_accuracy(network, loader)
+    torch.save(network.state_dict(), files["state_dict"])
+    example = next(iter(loader))[0]
+    implementations = fix_implementations(network, example)
+    save_traced(network, example, datamodule.val_tensors()[0][-7:], files["torchscript"])
+    scripted = torch.jit.load(str(files["torchscript"]), map_location="cpu")
+    torchscript_acc = val_accuracy(scripted, loader)
+    card = model_card(
+        classifier, datamodule, runs, chosen.trial, chosen.checkpoint.epoch,
+        chosen.logged_val_acc, implementations,
+    )  # fmt: skip
+    files["model_json"].write_text(json.dumps(card, indent=2) + "\n")
+    return _Written(classifier, files, implementations, checkpoint_acc, torchscript_acc)
+
+
+def export_trial(
+    tracking_uri: str,
+    sweep: str | None,
+    experiment: str,
+    trial: str | None = None,
+    out_dir: Path | None = None,
+    storage_path: str | None = None,
+    model_name: str | None = None,
+    register: bool = True,
+) -> ExportOutcome:
+    """Export the best trial of the sweep (the latest sweep if None), or `trial` (trial id,
+    trial name, MLflow run id or index). Raises ReportError/TrackingError/ConfigError for
+    what the user can fix and ExportCheckError when the export does not reproduce the logged
+    accuracy."""
+    client, runs = load_sweep(tracking_uri, sweep, experiment)
+    chosen_trial = _choose_trial(runs, trial)
+    config = _stored_config(runs)
+    chosen = _choose_checkpoint(client, runs, chosen_trial, storage_path)
+    datamodule = sweep_datamodule(config)
+    name = chosen.trial.trial_name
+    target = Path(out_dir) if out_dir is not None else Path("exports") / runs.name / name
+    written = _write_files(chosen, runs, datamodule, target)
+
+    notes = list(chosen.notes)
+    tolerance, note = accuracy_tolerance(_trained_on_gpu(runs), len(datamodule.val_set))
+    notes += [note] if note else []
+    epoch = chosen.checkpoint.epoch
+    for what, value in (
+        ("checkpoint", written.checkpoint_val_acc),
+        ("TorchScript model", written.torchscript_val_acc),
+    ):
+        check_accuracy(
+            f"{what} of {name} (epoch {epoch})", value, chosen.logged_val_acc, tolerance,
+            f"files left in {target}",
+        )  # fmt: skip
+    registered: Registered | None = None
+    if register:
+        tags = version_tags(written.classifier, runs, chosen.trial, epoch, chosen.logged_val_acc)
+        registered = register_export(
+            client, runs, chosen.trial, written.files, model_name or f"tucker-{runs.name}", tags
+        )
+    return ExportOutcome(
+        sweep=runs.name,
+        trial_name=name,
+        trial_run_id=chosen.trial.run_id,
+        epoch=epoch,
+        best_epoch=chosen.best_epoch,
+        logged_val_acc=chosen.logged_val_acc,
+        checkpoint_val_acc=written.checkpoint_val_acc,
+        torchscript_val_acc=written.torchscript_val_acc,
+        out_dir=target,
+        files=written.files,
+        implementations=written.implementations,
+        registered_model=registered.model_name if registered else None,
+        model_version=registered.version if registered else None,
+        artifact_uri=registered.artifact_uri if registered else None,
+        notes=notes,
+    )

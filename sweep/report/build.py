@@ -1,0 +1,307 @@
+"""A sweep's best-rank report as data, from its MLflow runs: the trials, the best trial and the
+recommended rank plan, Pareto fronts of accuracy against parameters and FLOPs, the dense
+baseline side by side, convergence to the target accuracy, ASHA's saving.
+
+    report = build_report(client, runs)      # runs: sweep.tracking.sweep_runs.load_sweep(...)
+    report.best.ranks, report.recommended.trial
+
+write.py renders it (render.py, plots.py) and logs the files on the sweep's parent run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from mlflow.tracking import MlflowClient
+
+from sweep.errors import ReportError
+from sweep.report.convergence import convergence
+from sweep.report.ranking import is_finished, pareto_front, ranking_key
+from sweep.report.schema import (
+    AshaSaving,
+    BaselineEntry,
+    Criteria,
+    Curve,
+    Recommendation,
+    Report,
+    SweepInfo,
+    TrialEntry,
+)
+from sweep.tracking.convergence import convergence_metrics
+from sweep.tracking.names import SECONDS_METRIC, TRIAL_ID_TAG, trial_index
+from sweep.tracking.sweep_runs import (
+    RunRecord,
+    SweepRuns,
+    metric_history,
+    natural_key,
+    trial_status,
+)
+from sweep.trial_params import RATIO_KEYS
+
+TOP_CURVES = 5
+_SWEEP_STATES = {
+    "FINISHED": "finished",
+    "RUNNING": "running",
+    "SCHEDULED": "running",
+    "KILLED": "interrupted",
+    "FAILED": "failed",
+}
+
+
+def _rounded(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _float_param(params: dict[str, str], key: str) -> float | None:
+    try:
+        value = float(params[key])
+    except (KeyError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class _TrialFigures:
+    """A trial's metrics: the final ones the sweep logged, or, for a trial still running (or
+    cut off), what its per-epoch history says so far."""
+
+    best_val_acc: float | None
+    epochs_to_target: int | None
+    seconds_to_target: float | None
+    epochs_run: int | None
+    wall_seconds: float | None
+
+
+def _figures(client: MlflowClient, run: RunRecord, target: float | None) -> _TrialFigures:
+    if "best_val_acc" in run.metrics or "epochs_run" in run.metrics:
+        return _TrialFigures(
+            run.metric("best_val_acc"),
+            _rounded(run.metric("epochs_to_target")),
+            run.metric("seconds_to_target"),
+            _rounded(run.metric("epochs_run")),
+            run.metric("wall_seconds"),
+        )
+    accuracy = metric_history(client, run.run_id, "val_acc")
+    if not accuracy:
+        return _TrialFigures(None, None, None, 0, None)
+    seconds = dict(metric_history(client, run.run_id, SECONDS_METRIC))
+    epochs = {step: (value, seconds.get(step, math.nan)) for step, value in accuracy}
+    reached = convergence_metrics(epochs, target if target is not None else math.inf)
+    last = max(epochs)
+    return _TrialFigures(
+        reached["best_val_acc"],
+        None if math.isnan(reached["epochs_to_target"]) else int(reached["epochs_to_target"]),
+        None if math.isnan(reached["seconds_to_target"]) else reached["seconds_to_target"],
+        last,
+        seconds.get(last),
+    )
+
+
+def _trial_entry(
+    run: RunRecord, figures: _TrialFigures, baseline_flops: int | None, fronts: tuple[set, set]
+) -> TrialEntry:
+    params, flops = _rounded(run.metric("params")), _rounded(run.metric("flops"))
+    ratios = {
+        key.removeprefix("ratio_"): _float_param(run.params, key)
+        for key in RATIO_KEYS
+        if key in run.params
+    }
+    return TrialEntry(
+        run_id=run.run_id,
+        trial_id=run.tags.get(TRIAL_ID_TAG),
+        trial_name=run.trial_name,
+        status=trial_status(run),  # type: ignore[arg-type]
+        ranks=run.ranks,
+        lr=_float_param(run.params, "lr"),
+        init=run.params.get("init"),
+        ratios={k: v for k, v in ratios.items() if v is not None} or None,
+        params=params,
+        flops=flops,
+        compression=run.metric("compression"),
+        flops_reduction=baseline_flops / flops if baseline_flops and flops else None,
+        best_val_acc=figures.best_val_acc,
+        epochs_to_target=figures.epochs_to_target,
+        seconds_to_target=figures.seconds_to_target,
+        epochs_run=figures.epochs_run,
+        wall_seconds=figures.wall_seconds,
+        on_pareto_params=run.run_id in fronts[0],
+        on_pareto_flops=run.run_id in fronts[1],
+    )
+
+
+def _is_finished(entry: TrialEntry) -> bool:
+    return is_finished(entry.status, entry.params, entry.best_val_acc)
+
+
+def _ranking(entry: TrialEntry) -> tuple:
+    return ranking_key(entry.best_val_acc, entry.params, entry.trial_name)
+
+
+def _recommend(
+    finished: list[TrialEntry], criteria: Criteria, baseline: BaselineEntry | None
+) -> Recommendation:
+    budget = math.inf if criteria.max_params is None else criteria.max_params
+    eligible = [
+        entry
+        for entry in finished
+        if (entry.params or 0) <= budget and (entry.compression or 0.0) >= criteria.min_compression
+    ]
+    wanted = [f"compression >= {criteria.min_compression:g}x"]
+    if criteria.max_params is not None:
+        wanted.insert(0, f"params <= {criteria.max_params:,}")
+    wanted_text = " and ".join(wanted)
+    if not eligible:
+        return Recommendation(
+            criteria=criteria,
+            trial=None,
+            eligible_trials=0,
+            accuracy_delta=None,
+            note=f"no finished trial has {wanted_text}",
+        )
+    choice = min(eligible, key=_ranking)
+    delta = None
+    if baseline is not None and baseline.best_val_acc is not None:
+        delta = choice.best_val_acc - baseline.best_val_acc  # type: ignore[operator]
+    return Recommendation(
+        criteria=criteria,
+        trial=choice,
+        eligible_trials=len(eligible),
+        accuracy_delta=delta,
+        note=f"best accuracy among the {len(eligible)} finished trials with {wanted_text}",
+    )
+
+
+def _asha(runs: SweepRuns, entries: list[TrialEntry]) -> AshaSaving:
+    max_t = _rounded(_float_param(runs.parent.params, "max_t"))
+    run = sum(entry.epochs_run or 0 for entry in entries)
+    full = None if max_t is None else max_t * len(entries)
+    return AshaSaving(
+        scheduler=runs.parent.params.get("scheduler"),
+        max_t=max_t,
+        trials=len(entries),
+        trial_epochs_run=run,
+        trial_epochs_full=full,
+        saving_factor=full / run if full is not None and run else None,
+        fraction_saved=1.0 - run / full if full else None,
+    )
+
+
+def _curve(client: MlflowClient, run_id: str, label: str) -> Curve:
+    history = metric_history(client, run_id, "val_acc")
+    return Curve(
+        run_id=run_id,
+        label=label,
+        epochs=[step for step, _ in history],
+        val_acc=[value for _, value in history],
+    )
+
+
+def _baseline_entry(run: RunRecord | None) -> BaselineEntry | None:
+    if run is None:
+        return None
+    return BaselineEntry(
+        run_id=run.run_id,
+        params=_rounded(run.metric("params")),
+        flops=_rounded(run.metric("flops")),
+        best_val_acc=run.metric("best_val_acc"),
+        epochs_to_target=_rounded(run.metric("epochs_to_target")),
+        seconds_to_target=run.metric("seconds_to_target"),
+        epochs_run=_rounded(run.metric("epochs_run")),
+        wall_seconds=run.metric("wall_seconds"),
+    )
+
+
+def _sweep_info(runs: SweepRuns, layers: list[str]) -> SweepInfo:
+    parent = runs.parent
+    state = _SWEEP_STATES.get(parent.status, "running")
+    return SweepInfo(
+        name=runs.name,
+        run_id=parent.run_id,
+        experiment=runs.experiment_name,
+        experiment_id=runs.experiment_id,
+        tracking_uri=runs.tracking_uri,
+        mlflow_status=parent.status,
+        state=state,  # type: ignore[arg-type]
+        partial=state != "finished",
+        data=parent.params.get("data"),
+        model=parent.params.get("model"),
+        target_accuracy=_float_param(parent.params, "target_accuracy"),
+        max_t=_rounded(_float_param(parent.params, "max_t")),
+        num_samples=_rounded(_float_param(parent.params, "num_samples")),
+        layers=layers,
+        params=dict(sorted(parent.params.items())),
+        started_ms=parent.start_time,
+        ended_ms=parent.end_time if state != "running" else None,
+    )
+
+
+def build_report(
+    client: MlflowClient,
+    runs: SweepRuns,
+    max_params: int | None = None,
+    min_compression: float = 1.0,
+    top_curves: int = TOP_CURVES,
+    plots: dict[str, str] | None = None,
+) -> Report:
+    """The report of the sweep's runs. ReportError when every trial failed."""
+    target = _float_param(runs.parent.params, "target_accuracy")
+    baseline = _baseline_entry(runs.baseline)
+    baseline_flops = baseline.flops if baseline else None
+    figures = {run.run_id: _figures(client, run, target) for run in runs.trials}
+    provisional = [
+        _trial_entry(run, figures[run.run_id], baseline_flops, (set(), set()))
+        for run in runs.trials
+    ]
+    finished = [entry for entry in provisional if _is_finished(entry)]
+    statuses = Counter(entry.status for entry in provisional)
+    if statuses["failed"] == len(provisional):
+        raise ReportError(
+            f"every trial of sweep {runs.name!r} failed ({len(provisional)} trials): no ranks to "
+            f"report; the trials' errors are in Ray's results for the sweep"
+        )
+    fronts = (
+        set(pareto_front([(e.run_id, e.params, e.best_val_acc) for e in finished])),
+        set(
+            pareto_front(
+                [(e.run_id, e.flops, e.best_val_acc) for e in finished if e.flops is not None]
+            )
+        ),
+    )
+    entries = sorted(
+        (_trial_entry(run, figures[run.run_id], baseline_flops, fronts) for run in runs.trials),
+        key=_ranking,
+    )
+    finished = [entry for entry in entries if _is_finished(entry)]
+    best = finished[0] if finished else None
+
+    def front(which: int, cost: str) -> list[str]:
+        chosen = [entry for entry in finished if entry.run_id in fronts[which]]
+        return [entry.run_id for entry in sorted(chosen, key=lambda e: getattr(e, cost))]
+
+    curves = []
+    if runs.baseline is not None:
+        curves.append(_curve(client, runs.baseline.run_id, "dense baseline"))
+    for entry in finished[:top_curves]:
+        label = f"trial {trial_index(entry.trial_name)} ({entry.compression or 0:.1f}x)"
+        curves.append(_curve(client, entry.run_id, label))
+    layers = sorted({layer for entry in entries for layer in entry.ranks}, key=natural_key)
+    return Report(
+        generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        sweep=_sweep_info(runs, layers),
+        baseline=baseline,
+        trials=entries,
+        counts=dict(sorted(statuses.items())),
+        best=best,
+        recommended=_recommend(
+            finished, Criteria(max_params=max_params, min_compression=min_compression), baseline
+        ),
+        pareto_params=front(0, "params"),
+        pareto_flops=front(1, "flops"),
+        convergence=convergence(finished, baseline, target, best),
+        asha=_asha(runs, entries),
+        curves=curves,
+        plots=plots or {},
+    )

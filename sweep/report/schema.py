@@ -1,0 +1,175 @@
+"""The best-rank report as data: pydantic models whose JSON Schema is the report's contract.
+
+`report.json` carries `schema_version`; `sweep/report/schema.json` is `report_json_schema()`
+written out (a test keeps the two identical; scripts/write-report-schema.py rewrites it). A
+change that breaks readers of the JSON bumps SCHEMA_VERSION. Missing values (a target never
+reached, a trial still running) are null, never NaN, which JSON does not have.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_ID = f"https://github.com/tucker-sweep/tucker-sweep/report-schema/v{SCHEMA_VERSION}.json"
+
+TrialStatus = Literal["completed", "stopped_early", "failed", "running", "interrupted"]
+SweepState = Literal["finished", "running", "interrupted", "failed"]
+
+
+class _Model(BaseModel):
+    # Serialization defaults required: every key is always present in report.json.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_serialization_defaults_required=True
+    )
+
+
+class TrialEntry(_Model):
+    """One trial: its ranks, its cost, how well and how fast it learned, how it ended."""
+
+    run_id: str = Field(description="MLflow run id of the trial's child run")
+    trial_id: str | None = Field(description="Ray Tune trial id")
+    trial_name: str
+    status: TrialStatus = Field(
+        description="completed (ran to max_t), stopped_early (by ASHA), failed, or running / "
+        "interrupted in a sweep that has not finished"
+    )
+    ranks: dict[str, tuple[int, int, int]] = Field(description="layer -> (N', C', D')")
+    lr: float | None
+    init: str | None = Field(description="hooi (from the dense baseline) or random")
+    ratios: dict[str, float] | None = Field(description="rank ratios per mode (ratio mode)")
+    params: int | None
+    flops: int | None = Field(description="multiply-adds per image")
+    compression: float | None = Field(description="dense parameters / parameters")
+    flops_reduction: float | None = Field(description="baseline FLOPs / FLOPs")
+    best_val_acc: float | None
+    epochs_to_target: int | None = Field(description="first epoch at the target accuracy")
+    seconds_to_target: float | None
+    epochs_run: int | None
+    wall_seconds: float | None
+    on_pareto_params: bool = Field(description="on the accuracy/parameters Pareto front")
+    on_pareto_flops: bool = Field(description="on the accuracy/FLOPs Pareto front")
+
+
+class BaselineEntry(_Model):
+    """The dense model the Tucker trials are compared with."""
+
+    run_id: str
+    params: int | None
+    flops: int | None
+    best_val_acc: float | None
+    epochs_to_target: int | None
+    seconds_to_target: float | None
+    epochs_run: int | None
+    wall_seconds: float | None
+
+
+class Criteria(_Model):
+    max_params: int | None = Field(description="parameter budget (None: no budget)")
+    min_compression: float
+
+
+class Recommendation(_Model):
+    """The best accuracy among the trials that meet the criteria (ties: fewer parameters)."""
+
+    criteria: Criteria
+    trial: TrialEntry | None
+    eligible_trials: int = Field(description="finished trials that meet the criteria")
+    accuracy_delta: float | None = Field(description="trial's best val acc - the baseline's")
+    note: str
+
+
+class Convergence(_Model):
+    """Epochs and seconds to the target accuracy, Tucker trials against the dense baseline."""
+
+    target_accuracy: float | None
+    baseline_epochs_to_target: int | None
+    baseline_seconds_to_target: float | None
+    trials_considered: int = Field(description="finished trials (completed or stopped early)")
+    trials_reached: int
+    median_epochs_to_target: float | None = Field(description="over the trials that reached it")
+    median_seconds_to_target: float | None
+    trials_faster: int = Field(description="reached the target in fewer epochs than the baseline")
+    trials_same: int
+    trials_slower: int = Field(description="reached the target in more epochs than the baseline")
+    trials_not_reached: int = Field(description="never reached it (ASHA may have stopped them)")
+    best_trial_epochs_to_target: int | None
+    verdict: Literal["faster", "slower", "same", "undetermined"] = Field(
+        description="median epochs to target of the Tucker trials vs the baseline's"
+    )
+    summary: str
+
+
+class AshaSaving(_Model):
+    """Trial-epochs run, against every trial running to max_t."""
+
+    scheduler: str | None
+    max_t: int | None
+    trials: int
+    trial_epochs_run: int
+    trial_epochs_full: int | None
+    saving_factor: float | None = Field(description="trial_epochs_full / trial_epochs_run")
+    fraction_saved: float | None
+
+
+class Curve(_Model):
+    """Validation accuracy per epoch of one run (the baseline or a top trial)."""
+
+    run_id: str
+    label: str
+    epochs: list[int]
+    val_acc: list[float]
+
+
+class SweepInfo(_Model):
+    name: str
+    run_id: str = Field(description="MLflow run id of the sweep's parent run")
+    experiment: str
+    experiment_id: str
+    tracking_uri: str
+    mlflow_status: str
+    state: SweepState
+    partial: bool = Field(description="the sweep has not finished: figures may change")
+    data: str | None
+    model: str | None
+    target_accuracy: float | None
+    max_t: int | None
+    num_samples: int | None
+    layers: list[str] = Field(description="decomposed layers, in model order")
+    params: dict[str, str] = Field(description="the parent run's params")
+    started_ms: int | None
+    ended_ms: int | None
+
+
+class Report(_Model):
+    """A sweep's best-rank report."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra={"$id": SCHEMA_ID, "$schema": JSON_SCHEMA_DIALECT},
+    )
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    generated_at: str = Field(description="ISO 8601, UTC")
+    sweep: SweepInfo
+    baseline: BaselineEntry | None
+    trials: list[TrialEntry] = Field(description="every trial, best accuracy first")
+    counts: dict[str, int] = Field(description="trials per status")
+    best: TrialEntry | None = Field(description="highest best_val_acc (ties: fewer params)")
+    recommended: Recommendation
+    pareto_params: list[str] = Field(description="run ids on the accuracy/params front")
+    pareto_flops: list[str] = Field(description="run ids on the accuracy/FLOPs front")
+    convergence: Convergence
+    asha: AshaSaving
+    curves: list[Curve] = Field(description="val_acc per epoch: the baseline and the top trials")
+    plots: dict[str, str] = Field(description="plot name -> PNG file beside the report")
+
+
+def report_json_schema() -> dict[str, Any]:
+    """The JSON Schema of report.json (draft 2020-12)."""
+    return Report.model_json_schema(mode="serialization")

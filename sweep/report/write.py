@@ -1,0 +1,86 @@
+"""Writing a sweep's report: read the runs, build the report, write its files (report.md,
+report.json with its schema, report.html, the plots) and log them on the sweep's parent run,
+where the MLflow UI and its REST API serve them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from sweep.errors import TrackingError, first_line
+from sweep.report.build import build_report
+from sweep.report.schema import Report
+from sweep.tracking.names import REPORT_ARTIFACT_PATH
+from sweep.tracking.sweep_runs import RunRecord, load_sweep
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """What `write_sweep_report` produced."""
+
+    report: Report
+    markdown: str
+    out_dir: Path
+    files: dict[str, Path]  # md, json, html, schema and one per plot
+    artifact_uri: str | None  # where the files were logged on the parent run (None: not logged)
+
+    @property
+    def partial(self) -> bool:
+        return self.report.sweep.partial
+
+
+def write_sweep_report(
+    tracking_uri: str,
+    sweep: str | None,
+    experiment: str,
+    out_dir: Path | None = None,
+    *,
+    max_params: int | None = None,
+    min_compression: float = 1.0,
+    log_artifacts: bool = True,
+) -> ReportOutcome:
+    """Read the sweep (the latest in the experiment when `sweep` is None) from MLflow, write
+    report.md, report.json, report.schema.json, report.html and the plots to `out_dir`
+    (default reports/<sweep>), and log them under report/ on the sweep's parent run.
+
+    Raises ReportError (unknown experiment or sweep, no trials, every trial failed) or
+    TrackingError (store unreachable), both one-line user errors.
+    """
+    # matplotlib and the templates: loaded once the runs are known to be there.
+    from sweep.report.plots import render_plots
+    from sweep.report.render import render_html, render_markdown, report_json, schema_json
+
+    client, runs = load_sweep(tracking_uri, sweep, experiment)
+    folder = Path(out_dir) if out_dir is not None else Path("reports") / runs.name
+    folder.mkdir(parents=True, exist_ok=True)
+    report = build_report(client, runs, max_params, min_compression)
+    plot_files = render_plots(report, folder)
+    report = report.model_copy(update={"plots": {k: p.name for k, p in plot_files.items()}})
+    markdown = render_markdown(report)
+    files = {
+        "md": folder / "report.md",
+        "json": folder / "report.json",
+        "schema": folder / "report.schema.json",
+        "html": folder / "report.html",
+    }
+    files["md"].write_text(markdown)
+    files["json"].write_text(report_json(report))
+    files["schema"].write_text(schema_json())
+    files["html"].write_text(render_html(report, plot_files))
+    files.update(plot_files)
+    artifact_uri = _log_report(client, runs.parent, files) if log_artifacts else None
+    return ReportOutcome(report, markdown, folder, files, artifact_uri)
+
+
+def _log_report(client: MlflowClient, parent: RunRecord, files: dict[str, Path]) -> str:
+    try:
+        for path in files.values():
+            client.log_artifact(parent.run_id, str(path), artifact_path=REPORT_ARTIFACT_PATH)
+    except (MlflowException, OSError) as error:
+        raise TrackingError(
+            f"could not log the report on the sweep's run {parent.run_id}: {first_line(error)}"
+        ) from None
+    return f"{parent.artifact_uri.rstrip('/')}/{REPORT_ARTIFACT_PATH}"

@@ -1,0 +1,144 @@
+"""The dense baseline of a sweep: trained briefly, it seeds the rank analysis (its trained
+kernels), HOOI initialisation of the trials (its weights), and the report's comparison (its
+per-epoch curve)."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from lightning_modules.data import ClassificationDataModule, DataShape
+from lightning_modules.module import TuckerClassifier
+from lightning_modules.nets import ModelCost
+from lightning_modules.trainer import make_trainer
+from sweep.builders import classifier_options, prepare_data_once_per_node, sweep_datamodule
+from sweep.config import LearningRateRange, SweepConfig
+from sweep.errors import TuckerSweepError, first_line
+from sweep.tracking.names import EPOCH_METRICS, SECONDS_METRIC
+
+
+def baseline_lr(config: SweepConfig) -> float:
+    """The dense model's learning rate: the geometric middle of a searched range, the middle
+    of a list."""
+    lr = config.search.lr
+    if isinstance(lr, LearningRateRange):
+        return (lr.low * lr.high) ** 0.5 if lr.log else (lr.low + lr.high) / 2
+    if isinstance(lr, list):
+        return sorted(lr)[len(lr) // 2]
+    return float(lr)
+
+
+def baseline_epochs(config: SweepConfig) -> int:
+    return config.decomposition.seed_epochs
+
+
+class EpochHistory(pl.Callback):
+    """Per-epoch metrics with the seconds since fit start (the trials' time_total_s)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+        self._started = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, _module: pl.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, _module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1,
+               SECONDS_METRIC: time.perf_counter() - self._started}  # fmt: skip
+        row.update({key: float(metrics[key]) for key in EPOCH_METRICS if key in metrics})
+        self.rows.append(row)
+
+
+@dataclass
+class BaselineResult:
+    """A trained dense model (weights on the CPU) and how it got there."""
+
+    state_dict: dict[str, torch.Tensor]
+    hparams: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    cost: ModelCost | None = None
+
+    @property
+    def val_acc(self) -> float:
+        return max((row.get("val_acc", float("nan")) for row in self.history), default=float("nan"))
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    def cost_metrics(self) -> dict[str, float]:
+        """params, flops and compression (1: it is the reference) for its MLflow run."""
+        assert self.cost is not None, "the baseline's cost is set when it is trained or loaded"
+        return {"params": self.cost.params, "flops": self.cost.flops, "compression": 1.0}
+
+    def classifier(self) -> TuckerClassifier:
+        model = TuckerClassifier(**self.hparams)
+        model.model.load_state_dict(self.state_dict)
+        return model
+
+
+def train_baseline(config: SweepConfig, data_shape: DataShape, epochs: int) -> BaselineResult:
+    """Fit the dense model (GPU if this process has one). Runs in a Ray task during a sweep,
+    in-process for `tucker-sweep seed`."""
+    pl.seed_everything(config.training.seed, verbose=False)
+    datamodule = sweep_datamodule(config)
+    prepare_data_once_per_node(datamodule)
+    hparams = classifier_options(config, data_shape, baseline_lr(config))
+    hparams["max_epochs"] = epochs
+    classifier = TuckerClassifier(**hparams)
+    history = EpochHistory()
+    trainer = make_trainer(epochs, callbacks=[history])
+    trainer.fit(classifier, datamodule=datamodule)
+    state = {key: value.detach().cpu() for key, value in classifier.model.state_dict().items()}
+    return BaselineResult(state, hparams, history.rows, classifier.cost)
+
+
+class CheckpointMismatchError(TuckerSweepError, ValueError):
+    """A checkpoint that is not a dense model of the configured architecture."""
+
+
+def baseline_from_checkpoint(path: Path, config: SweepConfig, shape: DataShape) -> BaselineResult:
+    """A dense baseline from a TuckerClassifier checkpoint, checked against the config."""
+    if not path.is_file():
+        raise CheckpointMismatchError(f"checkpoint not found: {path}")
+    try:
+        classifier = TuckerClassifier.load_from_checkpoint(path, map_location="cpu",
+                                                           weights_only=True)  # fmt: skip
+    except (KeyError, RuntimeError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        raise CheckpointMismatchError(
+            f"{path} is not a tucker-sweep (TuckerClassifier) checkpoint: {first_line(error)}"
+        ) from None
+    hp = classifier.hparams
+    if hp.rank_plan:
+        raise CheckpointMismatchError(
+            f"{path} holds a Tucker model ({len(hp.rank_plan)} decomposed layers): the seed "
+            "needs a dense baseline"
+        )
+    wanted = (config.model.name, shape.in_channels, shape.num_classes, list(shape.input_size))
+    found = (hp.model_name, hp.in_channels, hp.num_classes, list(hp.input_size))
+    if wanted != found or dict(hp.model_options) != dict(config.model.options):
+        raise CheckpointMismatchError(
+            f"{path} is a {found[0]} for {found[1]}-channel {found[3][0]}x{found[3][1]} inputs "
+            f"and {found[2]} classes; the config asks for a {wanted[0]} for {wanted[1]}-channel "
+            f"{wanted[3][0]}x{wanted[3][1]} inputs and {wanted[2]} classes"
+        )
+    state = {key: value.detach().cpu() for key, value in classifier.model.state_dict().items()}
+    return BaselineResult(state, dict(hp), history=[], cost=classifier.cost)
+
+
+def evaluate_baseline(
+    baseline: BaselineResult, datamodule: ClassificationDataModule
+) -> dict[str, float]:
+    """Validation accuracy of the baseline's weights."""
+    classifier = baseline.classifier().eval()
+    images, labels = datamodule.val_tensors()
+    with torch.no_grad():
+        predictions = classifier(images).argmax(dim=1)
+    return {"val_acc": float((predictions == labels).float().mean())}

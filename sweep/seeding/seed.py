@@ -1,0 +1,127 @@
+"""Seed a sweep: HOOI analysis of a trained dense baseline -> per-layer candidate ranks.
+
+Writes seed.json and the spectrum plot; used by `tucker-sweep seed` and by `launch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightning_modules.data import DataShape
+from lightning_modules.nets import conv_layers
+from lightning_modules.ranks import candidate_ranks
+from sweep.builders import sweep_datamodule
+from sweep.config import SweepConfig
+from sweep.seeding.baseline import (
+    BaselineResult,
+    baseline_epochs,
+    baseline_from_checkpoint,
+    evaluate_baseline,
+    train_baseline,
+)
+from sweep.seeding.seed_file import SeedFile, build_seed, write_seed
+from sweep.seeding.spectrum_plot import plot_spectra
+from sweep.space import build_rank_space
+from sweep.tracking.client import experiment_id_for, tracking_client
+from sweep.tracking.layout import log_baseline_run
+
+SEED_FILE = "seed.json"
+SPECTRA_PLOT = "spectra.png"
+
+
+@dataclass(frozen=True)
+class SeedArtifacts:
+    seed: SeedFile
+    seed_path: Path
+    plot_path: Path
+
+
+def seed_from_baseline(
+    config: SweepConfig,
+    data_shape: DataShape,
+    baseline: BaselineResult,
+    out_dir: Path,
+    checkpoint: str | None = None,
+    run_id: str | None = None,
+) -> SeedArtifacts:
+    """Candidate ranks per layer from the baseline's trained kernels, written to out_dir."""
+    classifier = baseline.classifier()
+    analyses = candidate_ranks(
+        classifier.model,
+        thresholds=config.decomposition.thresholds,
+        method=config.decomposition.method,
+        input_shape=data_shape.input_shape,
+    )
+    cost = classifier.cost
+    seed = build_seed(
+        analyses,
+        model={
+            "name": config.model.name,
+            "options": dict(config.model.options),
+            "in_channels": data_shape.in_channels,
+            "num_classes": data_shape.num_classes,
+            "input_size": list(data_shape.input_size),
+        },
+        data={"name": config.data.name, "options": dict(config.data.options)},
+        baseline={
+            "val_acc": baseline.val_acc,
+            "epochs": baseline.epochs,
+            "params": cost.params,
+            "flops": cost.flops,
+            "checkpoint": checkpoint,
+            "run_id": run_id,
+        },
+        method=config.decomposition.method,
+        thresholds=config.decomposition.thresholds,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_path = write_seed(seed, out_dir / SEED_FILE)
+    plot_path = plot_spectra(seed, out_dir / SPECTRA_PLOT)
+    return SeedArtifacts(seed, seed_path, plot_path)
+
+
+@dataclass(frozen=True)
+class SeedOutcome:
+    artifacts: SeedArtifacts
+    baseline_val_acc: float
+    run_id: str
+    tracking_uri: str
+    seeded_space: int
+    unseeded_space: int
+
+
+def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = None) -> SeedOutcome:
+    """`tucker-sweep seed`: train (or load) the dense baseline, write seed.json and the plot,
+    and record them on a `baseline` run in MLflow."""
+    datamodule = sweep_datamodule(config)
+    shape = DataShape.of(datamodule)
+    loaded = baseline_from_checkpoint(checkpoint, config, shape) if checkpoint else None
+    client = tracking_client(config.tracking.resolved_uri())  # checked before training
+    experiment_id = experiment_id_for(client, config.tracking.experiment)
+    baseline = loaded or train_baseline(config, shape, baseline_epochs(config))
+    if checkpoint is not None:
+        # The checkpoint's accuracy on this data (it has no training history here).
+        baseline.history = [{"epoch": 0, **evaluate_baseline(baseline, datamodule)}]
+    run_id = log_baseline_run(
+        client,
+        experiment_id,
+        [row for row in baseline.history if row["epoch"] > 0],
+        baseline.cost_metrics(),
+        config.stopping.target_accuracy,
+    )
+    try:
+        artifacts = seed_from_baseline(
+            config, shape, baseline, out_dir,
+            checkpoint=str(checkpoint) if checkpoint else None, run_id=run_id,
+        )  # fmt: skip
+        for path in (artifacts.seed_path, artifacts.plot_path):
+            client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, status="FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    layers = conv_layers(baseline.classifier().model)
+    seeded = build_rank_space(config, layers, artifacts.seed.compressing_candidates()).size()
+    unseeded = build_rank_space(config, layers, None).size()
+    return SeedOutcome(artifacts, baseline.val_acc, run_id, client.tracking_uri, seeded, unseeded)

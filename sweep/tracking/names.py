@@ -1,0 +1,41 @@
+"""Names of the MLflow layout of a sweep (see sweep/tracking/__init__.py): tags, metrics and
+artifact paths, each defined here once."""
+
+# ---- tags ----------------------------------------------------------------------------------------
+KIND_TAG = "tucker_sweep.kind"  # sweep | baseline | trial (train-dense | train-tucker: `train`)
+SWEEP_TAG = "tucker_sweep.sweep"  # the sweep's name, on its parent run
+EXPERIMENT_PATH_TAG = "tucker_sweep.experiment_path"  # Ray Tune's results, on the parent run
+TRIAL_ID_TAG = "tucker_sweep.trial_id"  # Tune's trial id, on a trial's run
+TRIAL_NAME_TAG = "trial_name"  # Tune's trial name (run_trial_<experiment>_<index>)
+STOP_REASON_TAG = "tucker_sweep.stop_reason"  # completed | stopped_early | failed
+NODES_TAG = "tucker_sweep.nodes"  # comma-separated IPs of the Ray nodes that ran a trial
+STOP_REASONS = ("completed", "stopped_early", "failed")
+
+# ---- metrics -------------------------------------------------------------------------------------
+# Per epoch, step = epoch (1-based); the trials report them to Tune under the same names.
+EPOCH_METRICS = ("val_acc", "val_loss", "train_loss", "train_acc")
+# Trial seconds at each epoch (Tune's time_total_s), kept so that seconds_to_target can be
+# recomputed after a resume.
+SECONDS_METRIC = "trial_seconds"
+# Static figures of a plan, logged once.
+COST_METRICS = ("params", "flops", "compression")
+# Logged when a run ends (see layout.final_metrics).
+FINAL_METRICS = (
+    *COST_METRICS,
+    "best_val_acc",
+    "epochs_to_target",
+    "seconds_to_target",
+    "epochs_run",
+    "stopped_early",
+    "wall_seconds",
+)
+
+# ---- artifacts -----------------------------------------------------------------------------------
+CONFIG_ARTIFACT = "config.yaml"  # the sweep's config, on the parent run
+REPORT_ARTIFACT_PATH = "report"  # folder of the report's files on the parent run
+EXPORT_ARTIFACT_PATH = "export"  # folder of an exported model on the trial's run
+
+
+def trial_index(trial_name: str) -> str:
+    """'00004' for run_trial_65e79_00004: the index Tune gives a trial within its sweep."""
+    return trial_name.rsplit("_", 1)[-1]

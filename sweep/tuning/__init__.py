@@ -1,0 +1,11 @@
+"""Running a sweep on Ray Tune: the launcher, the trainable, the Tune form of the search, the
+Ray cluster and the sweep's storage, and reading Tune's results back.
+
+    launch.py        launch or resume a sweep (`tucker-sweep launch`); the extension point
+                     for extra per-trial Lightning callbacks
+    trainable.py     one trial = one Lightning fit; epoch_report.py reports epochs to Tune
+    tune_space.py    param_space, searcher, ASHA, resources
+    cluster.py       local Ray on loopback, or a cluster; ray_internals.py the one private use
+    storage.py       the sweep's own files beside Tune's experiment
+    results.py       finished trials and kept checkpoints, through Tune's public API
+"""

@@ -1,0 +1,449 @@
+"""Launch or resume a sweep: Ray (local on loopback, or a cluster), the dense baseline and the
+seed, then a Tuner with ASHA over the rank space, every trial recorded in MLflow, and the
+report at the end (docs/design.md, "Data flow of a sweep")."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from lightning_modules.data import DataShape
+from lightning_modules.nets import ConvLayer, build_model, conv_layers, decompose, model_cost
+from sweep.builders import sweep_datamodule
+from sweep.config import SweepConfig
+from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError
+from sweep.report.write import write_sweep_report
+from sweep.seeding.baseline import BaselineResult, baseline_epochs, train_baseline
+from sweep.seeding.seed import SEED_FILE, seed_from_baseline
+from sweep.seeding.seed_file import read_seed
+from sweep.space import RankSpace, build_rank_space, decode_trial, select_layers
+from sweep.tracking.client import experiment_id_for, tracking_client
+from sweep.tracking.layout import (
+    end_unfinished_trial_runs,
+    find_sweep_run,
+    finish_run,
+    log_baseline_run,
+    start_sweep_run,
+)
+from sweep.tracking.names import CONFIG_ARTIFACT, EXPERIMENT_PATH_TAG
+from sweep.tracking.tune_callback import TrialRunsCallback
+from sweep.trial_params import trial_params
+from sweep.tuning.cluster import check_cluster_resources, connect_ray
+from sweep.tuning.results import finished_trials
+from sweep.tuning.storage import SweepStore
+from sweep.tuning.trainable import TrialCallbackFactory, TrialSetup, run_trial
+from sweep.tuning.tune_space import (
+    param_space,
+    scheduler,
+    searcher,
+    trial_count,
+    trial_resources,
+)
+
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+BASELINE_WEIGHTS = "baseline.pt"
+BASELINE_HISTORY = "baseline_history.yaml"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrialDescriber:
+    """Trial config -> (MLflow params, static cost metrics). Picklable: Tune stores it with
+    the callback in its experiment state."""
+
+    config: SweepConfig
+    layers: tuple[ConvLayer, ...]
+    data_shape: DataShape
+
+    def __call__(self, trial_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+        plan = decode_trial(trial_config, self.config, self.layers)
+        params = trial_params(plan.rank_plan, plan.lr, plan.init, trial_config)
+        shape = self.data_shape
+        model = build_model(
+            self.config.model.name, shape.in_channels, shape.num_classes,
+            **self.config.model.options,
+        )  # fmt: skip
+        decompose(model, plan.rank_plan, init="random")
+        cost = model_cost(model, shape.input_shape)
+        metrics = {"params": cost.params, "flops": cost.flops, "compression": cost.compression}
+        return params, metrics
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    name: str
+    experiment_path: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    ray: str
+    num_trials: int
+    num_errors: int
+    best_val_acc: float | None
+    best_params: dict[str, Any] | None
+    seconds: float
+    space_size: int
+    unseeded_space_size: int
+    baseline_val_acc: float | None
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What the config's data and model say, checked before anything is recorded."""
+
+    shape: DataShape
+    layers: tuple[ConvLayer, ...]
+
+
+@dataclass(frozen=True)
+class _Tracking:
+    client: MlflowClient
+    experiment_id: str
+    parent_run_id: str
+
+
+def configure_driver() -> None:
+    """Process settings of the driver during a sweep."""
+    # The driver's own work (rank analysis, bookkeeping) is light, and trials occupy the
+    # cores: with more than one intra-op thread, torch's spinning OpenMP workers fight the
+    # trials and a 128x1152 SVD took 1.5 s instead of 13 ms on a busy 2-core machine.
+    torch.set_num_threads(1)
+    # Keeping few checkpoints makes Tune snapshot its (small) experiment state whenever a
+    # trial checkpoints, and warn about it every few seconds; the snapshot costs ~10 ms.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # MLflow's REST client retries a dead server for minutes by default (7 retries with
+    # exponential backoff), which would freeze Tune's loop on every write during an outage;
+    # the trial-run outbox retries on its own schedule instead.
+    for variable, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
+
+
+def _train_baseline_on_ray(config: SweepConfig, shape: DataShape) -> BaselineResult:
+    """The baseline as a Ray task with a trial's resources: on a cluster it runs on a worker
+    (with its GPU), not on the driver."""
+    remote = ray.remote(num_cpus=config.resources.cpu, num_gpus=config.resources.gpu)(
+        train_baseline
+    )
+    return ray.get(remote.remote(config, shape, baseline_epochs(config)))
+
+
+class SweepLauncher:
+    """The steps of a sweep, in order; `run` wires them."""
+
+    def __init__(
+        self,
+        config: SweepConfig,
+        progress: Progress,
+        trial_callbacks: Sequence[TrialCallbackFactory] = (),
+    ) -> None:
+        self.config = config
+        self.progress = progress
+        self.trial_callbacks = tuple(trial_callbacks)
+        self.store = SweepStore(config.cluster.storage_path, config.name)
+        self.tracking_uri = config.tracking.resolved_uri()
+
+    def run(self, resume: bool) -> SweepOutcome:
+        started = time.perf_counter()
+        configure_driver()
+        # Everything that can be wrong with the input is checked before anything is recorded.
+        self.check_new_or_resumable(resume)
+        inputs = self._inspect_inputs()
+        client = tracking_client(self.tracking_uri)
+        ray_description = self._connect()
+        tracking = self._open_tracking(client, resume)
+        baseline_state, baseline_acc = self._baseline_and_seed(tracking, inputs.shape)
+        space, unseeded = self._rank_spaces(inputs.layers)
+        setup = TrialSetup(
+            self.config, inputs.layers, inputs.shape, baseline_state, self.trial_callbacks
+        )
+        results, finished, expected = self._fit(tracking, setup, space)
+        self._write_report(tracking.parent_run_id)
+        if finished < expected:
+            raise SweepInterrupted(
+                f"sweep {self.config.name!r} interrupted after {finished} of "
+                f"{expected} trials; continue it with: tucker-sweep launch "
+                f"--resume {self.config.name} --storage-path {self.store.storage_path}"
+            )
+        best = None
+        if results.num_terminated:
+            best = results.get_best_result(metric="val_acc", mode="max", scope="all")
+        return SweepOutcome(
+            name=self.config.name,
+            experiment_path=self.store.experiment_path,
+            tracking_uri=self.tracking_uri,
+            experiment_id=tracking.experiment_id,
+            parent_run_id=tracking.parent_run_id,
+            ray=ray_description,
+            num_trials=len(results),
+            num_errors=results.num_errors,
+            best_val_acc=None if best is None else best.metrics_dataframe["val_acc"].max(),
+            best_params=None if best is None else best.config,
+            seconds=time.perf_counter() - started,
+            space_size=space.size(),
+            unseeded_space_size=unseeded.size(),
+            baseline_val_acc=baseline_acc,
+        )
+
+    # ---- checks and connections ----------------------------------------------------------------
+
+    def check_new_or_resumable(self, resume: bool) -> None:
+        exists = self.store.exists() or tune.Tuner.can_restore(self.store.experiment_path)
+        if resume and not exists:
+            raise ConfigError(
+                f"no sweep named {self.config.name!r} in {self.store.storage_path} to resume"
+            )
+        if not resume and exists:
+            raise ConfigError(
+                f"a sweep named {self.config.name!r} already exists in "
+                f"{self.store.storage_path}: resume it with --resume {self.config.name} or "
+                "choose another --name"
+            )
+
+    def _inspect_inputs(self) -> _Inputs:
+        """The data's shape and the model's decomposable convs (bad names fail here)."""
+        config = self.config
+        shape = DataShape.of(sweep_datamodule(config))
+        dense = build_model(
+            config.model.name, shape.in_channels, shape.num_classes, **config.model.options
+        )
+        layers = tuple(conv_layers(dense))
+        select_layers(config, layers)
+        return _Inputs(shape, layers)
+
+    def _connect(self) -> str:
+        """Ray, checked to have what a trial asks for; the data downloaded once on this node
+        before trials start. Returns a description of the Ray it joined."""
+        description = connect_ray(self.config.cluster.address)
+        self.progress(f"connected to {description}")
+        check_cluster_resources(self.config)
+        sweep_datamodule(self.config).prepare_data()
+        return description
+
+    def _open_tracking(self, client: MlflowClient, resume: bool) -> _Tracking:
+        """The sweep's parent run: found again on resume, else created with the config."""
+        config = self.config
+        experiment_id = experiment_id_for(client, config.tracking.experiment)
+        parent_run_id = find_sweep_run(client, experiment_id, config.name) if resume else None
+        if parent_run_id is None:
+            parent_run_id = start_sweep_run(client, experiment_id, config.name, self._params())
+            client.set_tag(parent_run_id, EXPERIMENT_PATH_TAG, self.store.experiment_path)
+            self.store.write_text(CONFIG_ARTIFACT, yaml.safe_dump(config.model_dump(by_alias=True)))
+            self._log_stored_file(client, parent_run_id, CONFIG_ARTIFACT)
+        else:
+            client.update_run(parent_run_id, status="RUNNING")
+        self.progress(f"MLflow sweep run {parent_run_id} in {self.tracking_uri}")
+        return _Tracking(client, experiment_id, parent_run_id)
+
+    def _params(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "data": config.data.name,
+            "model": config.model.name,
+            "mode": config.decomposition.mode,
+            "seeded": config.decomposition.seed,
+            "algorithm": config.search.algorithm,
+            "num_samples": config.search.num_samples,
+            "scheduler": config.scheduler.name,
+            "max_t": config.max_t,
+            "grace_period": config.scheduler.grace_period,
+            "reduction_factor": config.scheduler.reduction_factor,
+            "target_accuracy": config.stopping.target_accuracy,
+            "resources/cpu": config.resources.cpu,
+            "resources/gpu": config.resources.gpu,
+        }
+
+    def _log_stored_file(self, client: MlflowClient, run_id: str, filename: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
+            client.log_artifact(run_id, str(self.store.copy_to(filename, Path(folder) / filename)))
+
+    # ---- the dense baseline and the seed -------------------------------------------------------
+
+    def _baseline_and_seed(
+        self, tracking: _Tracking, shape: DataShape
+    ) -> tuple[dict | None, float | None]:
+        """Train (or, on resume, reload) the dense baseline and write the seed. Returns the
+        baseline's weights and validation accuracy (None, None when the sweep needs none)."""
+        config = self.config
+        if not (config.decomposition.seed or "hooi" in config.decomposition.init):
+            return None, None
+        if self.store.exists(BASELINE_WEIGHTS):
+            self.progress("dense baseline: reusing the one trained before the interruption")
+            return self._stored_baseline()
+        self.progress(f"dense baseline: training {baseline_epochs(config)} epochs")
+        baseline = _train_baseline_on_ray(config, shape)
+        run_id = log_baseline_run(
+            tracking.client,
+            tracking.experiment_id,
+            baseline.history,
+            baseline.cost_metrics(),
+            config.stopping.target_accuracy,
+            parent_run_id=tracking.parent_run_id,
+        )
+        self.progress(f"dense baseline: val_acc {baseline.val_acc:.4f}")
+        if config.decomposition.seed:
+            self._write_seed(tracking, run_id, shape, baseline)
+        # Saved last: its presence means the baseline step is complete (see above).
+        self.store.write_text(BASELINE_HISTORY, yaml.safe_dump(baseline.history))
+        self.store.save_tensors(BASELINE_WEIGHTS, baseline.state_dict)
+        finish_run(tracking.client, run_id)
+        return baseline.state_dict, baseline.val_acc
+
+    def _stored_baseline(self) -> tuple[dict, float | None]:
+        history = yaml.safe_load(self.store.read_text(BASELINE_HISTORY)) or []
+        accuracy = max((row.get("val_acc", 0.0) for row in history), default=None)
+        return self.store.load_tensors(BASELINE_WEIGHTS), accuracy
+
+    def _write_seed(
+        self, tracking: _Tracking, baseline_run_id: str, shape: DataShape, baseline: BaselineResult
+    ) -> None:
+        """seed.json and spectra.png: beside the sweep's Tune results, and as artifacts of the
+        baseline run and the sweep's parent run."""
+        with tempfile.TemporaryDirectory() as folder:
+            artifacts = seed_from_baseline(
+                self.config, shape, baseline, Path(folder), checkpoint=BASELINE_WEIGHTS,
+                run_id=baseline_run_id,
+            )  # fmt: skip
+            for path in (artifacts.seed_path, artifacts.plot_path):
+                self.store.write_bytes(path.name, path.read_bytes())
+                tracking.client.log_artifact(baseline_run_id, str(path))
+                tracking.client.log_artifact(tracking.parent_run_id, str(path))
+
+    def _rank_spaces(self, layers: tuple[ConvLayer, ...]) -> tuple[RankSpace, RankSpace]:
+        """The sweep's rank space (seeded when there is a seed) and, for comparison, the
+        unseeded one."""
+        seeded = None
+        if self.store.exists(SEED_FILE):
+            with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
+                seed = read_seed(self.store.copy_to(SEED_FILE, Path(folder) / SEED_FILE))
+            seeded = seed.compressing_candidates()
+        space = build_rank_space(self.config, layers, seeded)
+        unseeded = build_rank_space(self.config, layers, None)
+        self.progress(
+            f"rank space: {space.size():,} plans"
+            + (f" (seeded; {unseeded.size():,} unseeded)" if space.seeded else "")
+        )
+        return space, unseeded
+
+    # ---- the trials ----------------------------------------------------------------------------
+
+    def _fit(
+        self, tracking: _Tracking, setup: TrialSetup, space: RankSpace
+    ) -> tuple[tune.ResultGrid, int, int]:
+        """Run the trials; end the parent run FINISHED, or KILLED (with the trial runs still
+        open) when Ctrl-C stopped the sweep. Returns the results, how many trials ended and
+        how many the sweep has."""
+        params = param_space(self.config, space)
+        expected = trial_count(self.config, params)
+        callback = TrialRunsCallback(
+            tracking_uri=self.tracking_uri,
+            experiment_id=tracking.experiment_id,
+            parent_run_id=tracking.parent_run_id,
+            max_epochs=self.config.max_t,
+            target_accuracy=self.config.stopping.target_accuracy,
+            describe_trial=TrialDescriber(setup.config, setup.layers, setup.data_shape),
+        )
+        tuner = self._tuner(setup, params, callback)
+        status = "FAILED"
+        try:
+            results = tuner.fit()
+            finished = finished_trials(self.store.experiment_path)
+            status = "KILLED" if finished < expected else "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            if status != "FINISHED":
+                end_unfinished_trial_runs(
+                    tracking.client, tracking.experiment_id, tracking.parent_run_id, "KILLED"
+                )
+            tracking.client.set_terminated(tracking.parent_run_id, status=status)
+        return results, finished, expected
+
+    def _tuner(
+        self, setup: TrialSetup, params: dict[str, Any], callback: TrialRunsCallback
+    ) -> tune.Tuner:
+        config = self.config
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, setup=setup), trial_resources(config)
+        )
+        path = self.store.experiment_path
+        if tune.Tuner.can_restore(path):
+            self.progress(f"resuming the Ray Tune experiment in {path}")
+            return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        return tune.Tuner(
+            trainable,
+            param_space=params,
+            # No metric here: the searcher optimises val_acc, ASHA watches scheduler.metric.
+            tune_config=tune.TuneConfig(
+                num_samples=config.search.num_samples,
+                search_alg=searcher(config),
+                scheduler=scheduler(config),
+                max_concurrent_trials=config.search.max_concurrent_trials,
+                # A new worker process per trial costs seconds of imports (torch, Lightning);
+                # reused, it also keeps the layers' autotuned path choices. Every trial builds
+                # its data, model and Trainer afresh, so nothing leaks between trials.
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=config.name,
+                storage_path=self.store.storage_path,
+                callbacks=[callback],
+                failure_config=tune.FailureConfig(max_failures=config.training.max_failures),
+                # Per trial, the checkpoint with the best val_acc (what export takes) and the
+                # latest one (Tune never deletes it; a retried or resumed trial starts there).
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1,
+                    checkpoint_score_attribute="val_acc",
+                    checkpoint_score_order="max",
+                ),
+                verbose=1,
+            ),
+        )
+
+    def _write_report(self, parent_run_id: str) -> None:
+        """The best-rank report (partial after an interruption), as files and as artifacts of
+        the sweep's parent run. A sweep whose trials all failed has none; it still ended."""
+        try:
+            report = write_sweep_report(
+                self.tracking_uri, self.config.name, self.config.tracking.experiment
+            )
+        except TuckerSweepError as error:
+            self.progress(f"no report: {error}")
+            return
+        self.progress(
+            f"report: {report.files['html'].resolve().as_uri()} (also under report/ on MLflow "
+            f"run {parent_run_id}; `tucker-sweep report {self.config.name}` prints it)"
+        )
+
+
+def launch_sweep(
+    config: SweepConfig,
+    resume: bool = False,
+    progress: Progress | None = None,
+    trial_callbacks: Sequence[TrialCallbackFactory] = (),
+) -> SweepOutcome:
+    """Run (or resume) the sweep; `progress` receives one-line status messages.
+
+    `trial_callbacks`: callables, each called once per attempt of every trial (on the worker
+    that runs it) to make a Lightning callback for that attempt's Trainer, e.g. to log more or
+    to inject a fault in a test. They travel to the workers through Ray's object store, so
+    their module must be importable there (on a cluster: Ray's runtime_env `py_modules`).
+    """
+    launcher = SweepLauncher(config, progress or (lambda _message: None), trial_callbacks)
+    return launcher.run(resume)

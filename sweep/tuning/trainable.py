@@ -1,0 +1,74 @@
+"""The Ray Tune function trainable: one trial = one Lightning fit of a Tucker CNN.
+
+Everything the trial needs arrives through `tune.with_parameters` (Ray's object store, so it
+reaches every node): the sweep config, the model's conv layers, the dense baseline's weights
+for HOOI initialisation, and any extra Lightning callbacks the launcher was given. Trials
+report val_acc, val_loss, train_loss and train_acc once per epoch (EpochReport), and a
+restarted trial continues from its last checkpoint. Workers need no MLflow access: the driver
+records everything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from ray import tune
+
+from lightning_modules.data import DataShape
+from lightning_modules.module import TuckerClassifier
+from lightning_modules.nets import ConvLayer
+from lightning_modules.trainer import make_trainer
+from sweep.builders import classifier_options, prepare_data_once_per_node, sweep_datamodule
+from sweep.config import SweepConfig
+from sweep.space import TrialPlan, decode_trial
+from sweep.tuning.epoch_report import CHECKPOINT_FILE, EpochReport
+
+# Makes one Lightning callback for one attempt of one trial (see launch_sweep).
+TrialCallbackFactory = Callable[[], pl.Callback]
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Shared by every trial of a sweep (shipped once through the object store)."""
+
+    config: SweepConfig
+    layers: tuple[ConvLayer, ...]
+    data_shape: DataShape
+    baseline_state: dict[str, torch.Tensor] | None  # dense weights for init="hooi"
+    trial_callbacks: Sequence[TrialCallbackFactory] = field(default=())
+
+
+def build_trial_classifier(setup: TrialSetup, plan: TrialPlan) -> TuckerClassifier:
+    options = classifier_options(setup.config, setup.data_shape, plan.lr)
+    if plan.init == "hooi" and setup.baseline_state is not None:
+        dense = TuckerClassifier(**options)
+        dense.model.load_state_dict(setup.baseline_state)
+        return TuckerClassifier.from_dense(dense, plan.rank_plan, init="hooi")
+    # init "random", or no baseline to start from (decomposition.seed off): fresh weights.
+    return TuckerClassifier(**options, rank_plan=plan.rank_plan)
+
+
+def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
+    """The function trainable: decode, build, fit; resume from Tune's checkpoint if any."""
+    config = setup.config
+    plan = decode_trial(trial_config, config, setup.layers)
+    pl.seed_everything(config.training.seed, verbose=False)
+    datamodule = sweep_datamodule(config)
+    prepare_data_once_per_node(datamodule)
+    classifier = build_trial_classifier(setup, plan)
+    callbacks = [EpochReport(config.training.checkpoint_every)]
+    callbacks += [make() for make in setup.trial_callbacks]
+    trainer = make_trainer(config.max_t, callbacks=callbacks)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(classifier, datamodule=datamodule)
+        return
+    with checkpoint.as_directory() as directory:
+        trainer.fit(
+            classifier, datamodule=datamodule, ckpt_path=os.path.join(directory, CHECKPOINT_FILE)
+        )

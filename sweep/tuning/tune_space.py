@@ -1,0 +1,91 @@
+"""The Ray Tune side of a sweep's settings: the rank space as a `param_space`, the searcher,
+the scheduler (ASHA) and each trial's resources.
+
+Rank triples are Tune choices of their text form ("16x8x3", sweep.trial_params):
+
+    mode per_layer: {"ranks.block2.conv1": choice(["8x4x2", "16x8x3"]), ..., "lr": ..., "init": ...}
+    mode ratio:     {"ratio_out": choice([...]), "ratio_in": ..., "ratio_spatial": ..., ...}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
+
+from sweep.config import LearningRateRange, SweepConfig
+from sweep.space import RankSpace
+from sweep.trial_params import INIT_KEY, LR_KEY, RATIO_KEYS, TUNE_RANKS_PREFIX, encode_ranks
+
+
+def _categorical(values: Sequence[Any], grid: bool) -> Any:
+    values = list(values)
+    if len(values) == 1:
+        return values[0]  # a constant is not a search dimension
+    return tune.grid_search(values) if grid else tune.choice(values)
+
+
+def param_space(config: SweepConfig, space: RankSpace) -> dict[str, Any]:
+    """The Ray Tune `param_space` for the Tuner."""
+    grid = config.search.algorithm == "grid"
+    params: dict[str, Any] = {}
+    if space.mode == "ratio":
+        for key, choices in zip(RATIO_KEYS, space.ratio_choices, strict=True):
+            params[key] = _categorical(choices, grid)
+    else:
+        for name, choices in space.layer_choices.items():
+            params[TUNE_RANKS_PREFIX + name] = _categorical(
+                [encode_ranks(r) for r in choices], grid
+            )
+    lr = config.search.lr
+    if isinstance(lr, LearningRateRange):
+        params[LR_KEY] = (tune.loguniform if lr.log else tune.uniform)(lr.low, lr.high)
+    elif isinstance(lr, list):
+        params[LR_KEY] = _categorical(lr, grid)
+    else:
+        params[LR_KEY] = lr
+    params[INIT_KEY] = _categorical(config.decomposition.init, grid)
+    return params
+
+
+def trial_count(config: SweepConfig, params: Mapping[str, Any]) -> int:
+    """Trials a sweep creates: num_samples, times every grid dimension of `params`."""
+    grid = math.prod(
+        len(value["grid_search"])
+        for value in params.values()
+        if isinstance(value, dict) and "grid_search" in value
+    )
+    return config.search.num_samples * grid
+
+
+def searcher(config: SweepConfig) -> SearchAlgorithm | Searcher:
+    if config.search.algorithm == "optuna":
+        from ray.tune.search.optuna import OptunaSearch  # optuna: only when asked for
+
+        return OptunaSearch(metric="val_acc", mode="max", seed=config.search.seed)
+    return BasicVariantGenerator(random_state=config.search.seed)
+
+
+def scheduler(config: SweepConfig) -> TrialScheduler:
+    if config.scheduler.name == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        metric=config.scheduler.metric,
+        mode="min" if config.scheduler.metric == "val_loss" else "max",
+        time_attr="training_iteration",
+        max_t=config.max_t,
+        grace_period=config.scheduler.grace_period,
+        reduction_factor=config.scheduler.reduction_factor,
+        brackets=config.scheduler.brackets,
+    )
+
+
+def trial_resources(config: SweepConfig) -> dict[str, float]:
+    resources = {"cpu": config.resources.cpu}
+    if config.resources.gpu:
+        resources["gpu"] = config.resources.gpu
+    return resources

@@ -1,0 +1,139 @@
+"""One small real sweep shared by the report, export and UI tests (about a minute on 2 CPUs),
+and a hand-built MLflow store in the sweep layout for the cases a real sweep cannot be stopped
+at on purpose (still running, every trial failed)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from support.cli import run_cli, write_config
+from sweep.tracking.client import experiment_id_for
+from sweep.tracking.layout import (
+    log_epoch_history,
+    log_final_metrics,
+    start_child_run,
+    start_sweep_run,
+)
+from sweep.tracking.names import STOP_REASON_TAG, TRIAL_ID_TAG
+
+SWEEP = "report-sweep"
+EXPERIMENT = "tests"
+
+
+@dataclass(frozen=True)
+class SmallSweep:
+    folder: Path
+    config: Path
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.folder / 'mlflow.db'}"
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def store_args(self) -> list[str]:
+        return ["--tracking-uri", self.tracking_uri, "--experiment", EXPERIMENT]
+
+
+_shared: dict[str, SmallSweep] = {}
+
+
+def shared_sweep(tmp_path_factory: pytest.TempPathFactory) -> SmallSweep:
+    """The sweep, launched by the first test module that asks for it in this session."""
+    if "sweep" not in _shared:
+        folder = tmp_path_factory.mktemp("report-sweep")
+        config = write_config(folder, {"name": SWEEP})
+        result = run_cli("launch", str(config), cwd=folder)
+        assert result.returncode == 0, result.stderr[-3000:]
+        _shared["sweep"] = SmallSweep(folder, config)
+    return _shared["sweep"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def handmade_store(
+    folder: Path, trials: list[dict], sweep_status: str = "FINISHED", name: str = "handmade"
+) -> str:
+    """A SQLite store holding one sweep in the layout sweep.tracking writes: a parent run
+    (params as launch logs them), a dense baseline and the given trials, each a dict with
+    ranks, metrics (final ones, or none for a trial still running), history (val_acc per
+    epoch), status (MLflow) and stop_reason (tag)."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = experiment_id_for(client, EXPERIMENT)
+    params = {
+        "data": "digits",
+        "model": "vgg_small",
+        "scheduler": "asha",
+        "max_t": 4,
+        "target_accuracy": 0.9,
+        "num_samples": len(trials),
+    }
+    parent = start_sweep_run(client, experiment_id, name, params)
+    baseline = start_child_run(client, experiment_id, parent, "baseline", "baseline")
+    log_epoch_history(
+        client,
+        baseline,
+        [
+            {"epoch": e, "val_acc": a, "trial_seconds": e * 1.0}
+            for e, a in enumerate([0.8, 0.92, 0.95, 0.96], 1)
+        ],
+    )
+    log_final_metrics(
+        client,
+        baseline,
+        {
+            "params": 10000,
+            "flops": 200000,
+            "compression": 1.0,
+            "best_val_acc": 0.96,
+            "epochs_to_target": 2,
+            "seconds_to_target": 2.0,
+            "epochs_run": 4,
+            "stopped_early": 0,
+            "wall_seconds": 4.0,
+        },
+        4,
+    )
+    client.set_terminated(baseline)
+    for index, trial in enumerate(trials):
+        trial_name = f"run_trial_abcde_{index:05d}"
+        run_id = start_child_run(
+            client,
+            experiment_id,
+            parent,
+            trial_name,
+            "trial",
+            {TRIAL_ID_TAG: f"abcde_{index:05d}", "trial_name": trial_name},
+        )
+        client.log_param(run_id, "ranks/block2.conv1", "x".join(map(str, trial["ranks"])))
+        client.log_param(run_id, "lr", "0.05")
+        client.log_param(run_id, "init", "hooi")
+        history = trial.get("history", [])
+        log_epoch_history(
+            client,
+            run_id,
+            [
+                {"epoch": e, "val_acc": a, "trial_seconds": e * 1.5}
+                for e, a in enumerate(history, 1)
+            ],
+        )
+        if trial.get("metrics"):
+            log_final_metrics(client, run_id, trial["metrics"], len(history))
+        if trial.get("stop_reason"):
+            client.set_tag(run_id, STOP_REASON_TAG, trial["stop_reason"])
+        if trial.get("status", "FINISHED") != "RUNNING":
+            client.set_terminated(run_id, status=trial.get("status", "FINISHED"))
+    if sweep_status != "RUNNING":
+        client.set_terminated(parent, status=sweep_status)
+    return uri
