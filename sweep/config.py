@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -176,13 +177,18 @@ def build_config(
 # ---- sweeps (`tucker-sweep launch`) ---------------------------------------------------------
 
 
-def _check_ratios(values: list[float]) -> list[float]:
-    if not values:
-        raise ValueError("needs at least one ratio")
-    for value in values:
-        if not 0 < value <= 1:
-            raise ValueError(f"ratios must be in (0, 1], got {value}")
-    return values
+def _fractions(singular: str, plural: str) -> Callable[[list[float]], list[float]]:
+    """A validator of a non-empty list of numbers in (0, 1] that names them in its errors."""
+
+    def check(values: list[float]) -> list[float]:
+        if not values:
+            raise ValueError(f"needs at least one {singular}")
+        for value in values:
+            if not 0 < value <= 1:
+                raise ValueError(f"{plural} must be in (0, 1], got {value}")
+        return values
+
+    return check
 
 
 class RatioLists(StrictModel):
@@ -194,7 +200,7 @@ class RatioLists(StrictModel):
     in_: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.5], alias="in")
     spatial: list[float] = Field(default_factory=lambda: [0.34, 0.67, 1.0])
 
-    _valid = field_validator("out", "in_", "spatial")(_check_ratios)
+    _valid = field_validator("out", "in_", "spatial")(_fractions("ratio", "ratios"))
 
     def as_tuple(self) -> tuple[list[float], list[float], list[float]]:
         return (self.out, self.in_, self.spatial)
@@ -214,15 +220,9 @@ class DecompositionConfig(StrictModel):
     method: Literal["energy", "vbmf"] = "energy"
     init: list[Literal["hooi", "random"]] = Field(default_factory=lambda: ["hooi", "random"])
 
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds(cls, values: list[float]) -> list[float]:
-        if not values:
-            raise ValueError("needs at least one energy threshold")
-        for value in values:
-            if not 0 < value <= 1:
-                raise ValueError(f"energy thresholds must be in (0, 1], got {value}")
-        return values
+    _valid_thresholds = field_validator("thresholds")(
+        _fractions("energy threshold", "energy thresholds")
+    )
 
     @field_validator("init")
     @classmethod

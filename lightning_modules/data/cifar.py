@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import ClassificationDataModule, check_fraction, split_sizes, stratified_split
-from .errors import DatasetUnavailableError
-from .vision import DATA_DIR_ENV, data_home, import_torchvision
+from .base import split_sizes, stratified_split
+from .downloadable import DownloadableDataModule
+from .errors import DatasetUnavailableError, first_line
+from .vision import DATA_DIR_ENV, import_torchvision
 
 # torchvision's folder for the extracted archive inside data_dir.
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -47,7 +47,7 @@ def uint8_channel_statistics(images_nhwc: np.ndarray) -> tuple[list[float], list
     return means, stds
 
 
-class CIFAR10DataModule(ClassificationDataModule):
+class CIFAR10DataModule(DownloadableDataModule):
     """CIFAR-10: val carved from the official 50,000 train images by seed; test = official 10,000.
 
     Needs torchvision (pip install 'tucker-sweep[vision]'); fails at construction
@@ -62,20 +62,8 @@ class CIFAR10DataModule(ClassificationDataModule):
     input_shape = (3, 32, 32)
     in_memory = False  # PIL decoding and augmentation per image: workers pay off
 
-    def __init__(
-        self,
-        *,
-        data_dir: str | Path | None = None,
-        seed: int = 0,
-        batch_size: int = 128,
-        val_fraction: float = 0.1,
-        num_workers: int | None = None,
-        download: bool = True,
-    ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, num_workers=num_workers)
-        self.data_dir = data_home(data_dir)
-        self.val_fraction = check_fraction("val_fraction", val_fraction)
-        self.download = download
+    def check_available(self) -> None:
+        # CIFAR-10 is read through torchvision whether or not it must be downloaded.
         self._torchvision = import_torchvision(alternative=f"or {self._where_to_put()}")
 
     def _where_to_put(self) -> str:
@@ -115,9 +103,8 @@ class CIFAR10DataModule(ClassificationDataModule):
         try:
             self._torchvision.datasets.CIFAR10(root=str(self.data_dir), download=True)
         except (OSError, RuntimeError, ValueError) as err:
-            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise DatasetUnavailableError(
-                f"CIFAR-10 could not be downloaded into {self.data_dir} ({first_line}); "
+                f"CIFAR-10 could not be downloaded into {self.data_dir} ({first_line(err)}); "
                 + self._where_to_put()
             ) from err
 

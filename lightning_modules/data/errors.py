@@ -21,3 +21,8 @@ class InvalidDatasetError(DataError, ValueError):
 
 class UnknownDatasetError(DataError, ValueError):
     """No data module is registered under the name asked for."""
+
+
+def first_line(error: BaseException) -> str:
+    """The part of an error's message that fits a one-line report."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import images_to_nchw
-from .base import check_fraction, split_sizes, stratified_split
-from .errors import DatasetUnavailableError
+from .base import split_sizes, stratified_split
+from .downloadable import DownloadableDataModule
+from .errors import DatasetUnavailableError, first_line
 from .idx import read_idx
 from .tensor_sets import Splits, TensorDataModule
-from .vision import DATA_DIR_ENV, data_home, import_torchvision
+from .vision import DATA_DIR_ENV, import_torchvision
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -61,7 +62,7 @@ def read_mnist_idx(
     return images, labels
 
 
-class MNISTDataModule(TensorDataModule):
+class MNISTDataModule(DownloadableDataModule, TensorDataModule):
     """MNIST: val carved from the official 60,000 train images by seed; test = official 10,000.
 
     Files are looked for in `<data_dir>/MNIST/raw/` (torchvision's layout) and in
@@ -78,24 +79,9 @@ class MNISTDataModule(TensorDataModule):
     # The torchvision dataset class: it downloads into <data_dir>/<class name>/raw.
     torchvision_class = "MNIST"
 
-    def __init__(
-        self,
-        *,
-        data_dir: str | Path | None = None,
-        seed: int = 0,
-        batch_size: int = 128,
-        val_fraction: float = 0.1,
-        num_workers: int | None = None,
-        download: bool = True,
-    ) -> None:
-        super().__init__(seed=seed, batch_size=batch_size, num_workers=num_workers)
-        self.data_dir = data_home(data_dir)
-        self.val_fraction = check_fraction("val_fraction", val_fraction)
-        self.download = download
-        # Fail at construction, not in the middle of a sweep, when the files are
-        # absent and cannot be fetched.
+    def check_available(self) -> None:
         if not self._files_present():
-            if not download:
+            if not self.download:
                 raise self._unavailable("download=False")
             import_torchvision(alternative=f"or {self._where_to_put()}")
 
@@ -134,8 +120,7 @@ class MNISTDataModule(TensorDataModule):
             # download() fetches both halves whichever `train` is asked for.
             dataset_class(root=str(self.data_dir), train=True, download=True)
         except (OSError, RuntimeError, ValueError) as err:
-            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise self._unavailable(f"download failed: {first_line}") from err
+            raise self._unavailable(f"download failed: {first_line(err)}") from err
 
     def load_splits(self) -> Splits:
         if not self._files_present():

@@ -238,6 +238,55 @@ def _sweep_info(runs: SweepRuns, layers: list[str]) -> SweepInfo:
     )
 
 
+def _trial_entries(
+    client: MlflowClient, runs: SweepRuns, baseline_flops: int | None, target: float | None
+) -> list[TrialEntry]:
+    """Every trial, best first, marked where it is on the Pareto fronts of the finished ones.
+    ReportError when every trial failed."""
+    figures = {run.run_id: _figures(client, run, target) for run in runs.trials}
+    provisional = [
+        _trial_entry(run, figures[run.run_id], baseline_flops, (set(), set()))
+        for run in runs.trials
+    ]
+    if all(entry.status == "failed" for entry in provisional):
+        raise ReportError(
+            f"every trial of sweep {runs.name!r} failed ({len(provisional)} trials): no ranks to "
+            f"report; the trials' errors are in Ray's results for the sweep"
+        )
+    finished = [entry for entry in provisional if _is_finished(entry)]
+    fronts = (
+        set(pareto_front([(e.run_id, e.params, e.best_val_acc) for e in finished])),
+        set(
+            pareto_front(
+                [(e.run_id, e.flops, e.best_val_acc) for e in finished if e.flops is not None]
+            )
+        ),
+    )
+    return sorted(
+        (_trial_entry(run, figures[run.run_id], baseline_flops, fronts) for run in runs.trials),
+        key=_ranking,
+    )
+
+
+def _front(finished: list[TrialEntry], cost: str) -> list[str]:
+    """Run ids on the accuracy/`cost` front, by increasing cost."""
+    on_front = [entry for entry in finished if getattr(entry, f"on_pareto_{cost}")]
+    return [entry.run_id for entry in sorted(on_front, key=lambda e: getattr(e, cost))]
+
+
+def _curves(
+    client: MlflowClient, runs: SweepRuns, finished: list[TrialEntry], top: int
+) -> list[Curve]:
+    """The baseline's validation curve and those of the `top` best finished trials."""
+    curves = []
+    if runs.baseline is not None:
+        curves.append(_curve(client, runs.baseline.run_id, "dense baseline"))
+    for entry in finished[:top]:
+        label = f"trial {trial_index(entry.trial_name)} ({entry.compression or 0:.1f}x)"
+        curves.append(_curve(client, entry.run_id, label))
+    return curves
+
+
 def build_report(
     client: MlflowClient,
     runs: SweepRuns,
@@ -249,59 +298,23 @@ def build_report(
     """The report of the sweep's runs. ReportError when every trial failed."""
     target = _float_param(runs.parent.params, "target_accuracy")
     baseline = _baseline_entry(runs.baseline)
-    baseline_flops = baseline.flops if baseline else None
-    figures = {run.run_id: _figures(client, run, target) for run in runs.trials}
-    provisional = [
-        _trial_entry(run, figures[run.run_id], baseline_flops, (set(), set()))
-        for run in runs.trials
-    ]
-    finished = [entry for entry in provisional if _is_finished(entry)]
-    statuses = Counter(entry.status for entry in provisional)
-    if statuses["failed"] == len(provisional):
-        raise ReportError(
-            f"every trial of sweep {runs.name!r} failed ({len(provisional)} trials): no ranks to "
-            f"report; the trials' errors are in Ray's results for the sweep"
-        )
-    fronts = (
-        set(pareto_front([(e.run_id, e.params, e.best_val_acc) for e in finished])),
-        set(
-            pareto_front(
-                [(e.run_id, e.flops, e.best_val_acc) for e in finished if e.flops is not None]
-            )
-        ),
-    )
-    entries = sorted(
-        (_trial_entry(run, figures[run.run_id], baseline_flops, fronts) for run in runs.trials),
-        key=_ranking,
-    )
+    entries = _trial_entries(client, runs, baseline.flops if baseline else None, target)
     finished = [entry for entry in entries if _is_finished(entry)]
     best = finished[0] if finished else None
-
-    def front(which: int, cost: str) -> list[str]:
-        chosen = [entry for entry in finished if entry.run_id in fronts[which]]
-        return [entry.run_id for entry in sorted(chosen, key=lambda e: getattr(e, cost))]
-
-    curves = []
-    if runs.baseline is not None:
-        curves.append(_curve(client, runs.baseline.run_id, "dense baseline"))
-    for entry in finished[:top_curves]:
-        label = f"trial {trial_index(entry.trial_name)} ({entry.compression or 0:.1f}x)"
-        curves.append(_curve(client, entry.run_id, label))
     layers = sorted({layer for entry in entries for layer in entry.ranks}, key=natural_key)
+    criteria = Criteria(max_params=max_params, min_compression=min_compression)
     return Report(
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         sweep=_sweep_info(runs, layers),
         baseline=baseline,
         trials=entries,
-        counts=dict(sorted(statuses.items())),
+        counts=dict(sorted(Counter(entry.status for entry in entries).items())),
         best=best,
-        recommended=_recommend(
-            finished, Criteria(max_params=max_params, min_compression=min_compression), baseline
-        ),
-        pareto_params=front(0, "params"),
-        pareto_flops=front(1, "flops"),
+        recommended=_recommend(finished, criteria, baseline),
+        pareto_params=_front(finished, "params"),
+        pareto_flops=_front(finished, "flops"),
         convergence=convergence(finished, baseline, target, best),
         asha=_asha(runs, entries),
-        curves=curves,
+        curves=_curves(client, runs, finished, top_curves),
         plots=plots or {},
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunStatus
@@ -23,6 +24,15 @@ def _params(values: Mapping[str, Any]) -> list[Param]:
 
 def _metrics(values: Mapping[str, float], step: int, timestamp: int) -> list[Metric]:
     return [Metric(key, float(value), timestamp, step) for key, value in values.items()]
+
+
+@dataclass(frozen=True)
+class SweepTracking:
+    """Where a running sweep is recorded: the client, the experiment and the parent run."""
+
+    client: MlflowClient
+    experiment_id: str
+    parent_run_id: str
 
 
 def find_sweep_run(client: MlflowClient, experiment_id: str, sweep_name: str) -> str | None:

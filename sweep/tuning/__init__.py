@@ -1,11 +1,13 @@
 """Running a sweep on Ray Tune: the launcher, the trainable, the Tune form of the search, the
 Ray cluster and the sweep's storage, and reading Tune's results back.
 
-    launch.py        launch or resume a sweep (`tucker-sweep launch`); the extension point
-                     for extra per-trial Lightning callbacks
-    trainable.py     one trial = one Lightning fit; epoch_report.py reports epochs to Tune
-    tune_space.py    param_space, searcher, ASHA, resources
-    cluster.py       local Ray on loopback, or a cluster; ray_internals.py the one private use
-    storage.py       the sweep's own files beside Tune's experiment
-    results.py       finished trials and kept checkpoints, through Tune's public API
+    launch.py          launch or resume a sweep (`tucker-sweep launch`), with the extension
+                       point for extra per-trial Lightning callbacks; launch_config.py its config
+    baseline_step.py   the dense baseline (a Ray task) and the seed, or their stored copies
+    trainable.py       one trial = one Lightning fit; epoch_report.py reports epochs to Tune
+    tune_space.py      param_space, searcher, ASHA, resources; tuner.py the Tuner
+    trial_describer.py a trial's MLflow params and cost, for the tracking callback
+    cluster.py         local Ray on loopback, or a cluster; ray_internals.py the one private use
+    storage.py         the sweep's own files beside Tune's experiment
+    results.py         finished trials and kept checkpoints, through Tune's public API
 """

@@ -12,77 +12,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
 from lightning_modules.data import DataShape
-from lightning_modules.nets import ConvLayer, build_model, conv_layers, decompose, model_cost
+from lightning_modules.nets import ConvLayer, build_model, conv_layers
 from sweep.builders import sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError
 from sweep.report.write import write_sweep_report
-from sweep.seeding.baseline import BaselineResult, baseline_epochs, train_baseline
-from sweep.seeding.seed import SEED_FILE, seed_from_baseline
+from sweep.seeding.seed import SEED_FILE
 from sweep.seeding.seed_file import read_seed
-from sweep.space import RankSpace, build_rank_space, decode_trial, select_layers
+from sweep.space import RankSpace, build_rank_space, select_layers
 from sweep.tracking.client import experiment_id_for, tracking_client
 from sweep.tracking.layout import (
+    SweepTracking,
     end_unfinished_trial_runs,
     find_sweep_run,
-    finish_run,
-    log_baseline_run,
     start_sweep_run,
 )
 from sweep.tracking.names import CONFIG_ARTIFACT, EXPERIMENT_PATH_TAG
 from sweep.tracking.tune_callback import TrialRunsCallback
-from sweep.trial_params import trial_params
+from sweep.tuning.baseline_step import BaselineStep
 from sweep.tuning.cluster import check_cluster_resources, connect_ray
 from sweep.tuning.results import finished_trials
 from sweep.tuning.storage import SweepStore
-from sweep.tuning.trainable import TrialCallbackFactory, TrialSetup, run_trial
-from sweep.tuning.tune_space import (
-    param_space,
-    scheduler,
-    searcher,
-    trial_count,
-    trial_resources,
-)
+from sweep.tuning.trainable import TrialCallbackFactory, TrialSetup
+from sweep.tuning.trial_describer import TrialDescriber
+from sweep.tuning.tune_space import param_space, trial_count
+from sweep.tuning.tuner import make_tuner
 
 MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
-BASELINE_WEIGHTS = "baseline.pt"
-BASELINE_HISTORY = "baseline_history.yaml"
-
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TrialDescriber:
-    """Trial config -> (MLflow params, static cost metrics). Picklable: Tune stores it with
-    the callback in its experiment state."""
-
-    config: SweepConfig
-    layers: tuple[ConvLayer, ...]
-    data_shape: DataShape
-
-    def __call__(self, trial_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
-        plan = decode_trial(trial_config, self.config, self.layers)
-        params = trial_params(plan.rank_plan, plan.lr, plan.init, trial_config)
-        shape = self.data_shape
-        model = build_model(
-            self.config.model.name, shape.in_channels, shape.num_classes,
-            **self.config.model.options,
-        )  # fmt: skip
-        decompose(model, plan.rank_plan, init="random")
-        cost = model_cost(model, shape.input_shape)
-        metrics = {"params": cost.params, "flops": cost.flops, "compression": cost.compression}
-        return params, metrics
 
 
 @dataclass(frozen=True)
@@ -111,13 +78,6 @@ class _Inputs:
     layers: tuple[ConvLayer, ...]
 
 
-@dataclass(frozen=True)
-class _Tracking:
-    client: MlflowClient
-    experiment_id: str
-    parent_run_id: str
-
-
 def configure_driver() -> None:
     """Process settings of the driver during a sweep."""
     # The driver's own work (rank analysis, bookkeeping) is light, and trials occupy the
@@ -132,15 +92,6 @@ def configure_driver() -> None:
     # the trial-run outbox retries on its own schedule instead.
     for variable, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(variable, value)
-
-
-def _train_baseline_on_ray(config: SweepConfig, shape: DataShape) -> BaselineResult:
-    """The baseline as a Ray task with a trial's resources: on a cluster it runs on a worker
-    (with its GPU), not on the driver."""
-    remote = ray.remote(num_cpus=config.resources.cpu, num_gpus=config.resources.gpu)(
-        train_baseline
-    )
-    return ray.get(remote.remote(config, shape, baseline_epochs(config)))
 
 
 class SweepLauncher:
@@ -160,6 +111,7 @@ class SweepLauncher:
 
     def run(self, resume: bool) -> SweepOutcome:
         started = time.perf_counter()
+        config = self.config
         configure_driver()
         # Everything that can be wrong with the input is checked before anything is recorded.
         self.check_new_or_resumable(resume)
@@ -167,10 +119,12 @@ class SweepLauncher:
         client = tracking_client(self.tracking_uri)
         ray_description = self._connect()
         tracking = self._open_tracking(client, resume)
-        baseline_state, baseline_acc = self._baseline_and_seed(tracking, inputs.shape)
+        baseline_state, baseline_acc = BaselineStep(config, self.store, self.progress).run(
+            tracking, inputs.shape
+        )
         space, unseeded = self._rank_spaces(inputs.layers)
         setup = TrialSetup(
-            self.config, inputs.layers, inputs.shape, baseline_state, self.trial_callbacks
+            config, inputs.layers, inputs.shape, baseline_state, self.trial_callbacks
         )
         results, finished, expected = self._fit(tracking, setup, space)
         self._write_report(tracking.parent_run_id)
@@ -235,7 +189,7 @@ class SweepLauncher:
         sweep_datamodule(self.config).prepare_data()
         return description
 
-    def _open_tracking(self, client: MlflowClient, resume: bool) -> _Tracking:
+    def _open_tracking(self, client: MlflowClient, resume: bool) -> SweepTracking:
         """The sweep's parent run: found again on resume, else created with the config."""
         config = self.config
         experiment_id = experiment_id_for(client, config.tracking.experiment)
@@ -248,7 +202,7 @@ class SweepLauncher:
         else:
             client.update_run(parent_run_id, status="RUNNING")
         self.progress(f"MLflow sweep run {parent_run_id} in {self.tracking_uri}")
-        return _Tracking(client, experiment_id, parent_run_id)
+        return SweepTracking(client, experiment_id, parent_run_id)
 
     def _params(self) -> dict[str, Any]:
         config = self.config
@@ -272,58 +226,6 @@ class SweepLauncher:
         with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
             client.log_artifact(run_id, str(self.store.copy_to(filename, Path(folder) / filename)))
 
-    # ---- the dense baseline and the seed -------------------------------------------------------
-
-    def _baseline_and_seed(
-        self, tracking: _Tracking, shape: DataShape
-    ) -> tuple[dict | None, float | None]:
-        """Train (or, on resume, reload) the dense baseline and write the seed. Returns the
-        baseline's weights and validation accuracy (None, None when the sweep needs none)."""
-        config = self.config
-        if not (config.decomposition.seed or "hooi" in config.decomposition.init):
-            return None, None
-        if self.store.exists(BASELINE_WEIGHTS):
-            self.progress("dense baseline: reusing the one trained before the interruption")
-            return self._stored_baseline()
-        self.progress(f"dense baseline: training {baseline_epochs(config)} epochs")
-        baseline = _train_baseline_on_ray(config, shape)
-        run_id = log_baseline_run(
-            tracking.client,
-            tracking.experiment_id,
-            baseline.history,
-            baseline.cost_metrics(),
-            config.stopping.target_accuracy,
-            parent_run_id=tracking.parent_run_id,
-        )
-        self.progress(f"dense baseline: val_acc {baseline.val_acc:.4f}")
-        if config.decomposition.seed:
-            self._write_seed(tracking, run_id, shape, baseline)
-        # Saved last: its presence means the baseline step is complete (see above).
-        self.store.write_text(BASELINE_HISTORY, yaml.safe_dump(baseline.history))
-        self.store.save_tensors(BASELINE_WEIGHTS, baseline.state_dict)
-        finish_run(tracking.client, run_id)
-        return baseline.state_dict, baseline.val_acc
-
-    def _stored_baseline(self) -> tuple[dict, float | None]:
-        history = yaml.safe_load(self.store.read_text(BASELINE_HISTORY)) or []
-        accuracy = max((row.get("val_acc", 0.0) for row in history), default=None)
-        return self.store.load_tensors(BASELINE_WEIGHTS), accuracy
-
-    def _write_seed(
-        self, tracking: _Tracking, baseline_run_id: str, shape: DataShape, baseline: BaselineResult
-    ) -> None:
-        """seed.json and spectra.png: beside the sweep's Tune results, and as artifacts of the
-        baseline run and the sweep's parent run."""
-        with tempfile.TemporaryDirectory() as folder:
-            artifacts = seed_from_baseline(
-                self.config, shape, baseline, Path(folder), checkpoint=BASELINE_WEIGHTS,
-                run_id=baseline_run_id,
-            )  # fmt: skip
-            for path in (artifacts.seed_path, artifacts.plot_path):
-                self.store.write_bytes(path.name, path.read_bytes())
-                tracking.client.log_artifact(baseline_run_id, str(path))
-                tracking.client.log_artifact(tracking.parent_run_id, str(path))
-
     def _rank_spaces(self, layers: tuple[ConvLayer, ...]) -> tuple[RankSpace, RankSpace]:
         """The sweep's rank space (seeded when there is a seed) and, for comparison, the
         unseeded one."""
@@ -343,7 +245,7 @@ class SweepLauncher:
     # ---- the trials ----------------------------------------------------------------------------
 
     def _fit(
-        self, tracking: _Tracking, setup: TrialSetup, space: RankSpace
+        self, tracking: SweepTracking, setup: TrialSetup, space: RankSpace
     ) -> tuple[tune.ResultGrid, int, int]:
         """Run the trials; end the parent run FINISHED, or KILLED (with the trial runs still
         open) when Ctrl-C stopped the sweep. Returns the results, how many trials ended and
@@ -358,7 +260,9 @@ class SweepLauncher:
             target_accuracy=self.config.stopping.target_accuracy,
             describe_trial=TrialDescriber(setup.config, setup.layers, setup.data_shape),
         )
-        tuner = self._tuner(setup, params, callback)
+        if tune.Tuner.can_restore(self.store.experiment_path):
+            self.progress(f"resuming the Ray Tune experiment in {self.store.experiment_path}")
+        tuner = make_tuner(self.config, self.store, setup, params, [callback])
         status = "FAILED"
         try:
             results = tuner.fit()
@@ -374,47 +278,6 @@ class SweepLauncher:
                 )
             tracking.client.set_terminated(tracking.parent_run_id, status=status)
         return results, finished, expected
-
-    def _tuner(
-        self, setup: TrialSetup, params: dict[str, Any], callback: TrialRunsCallback
-    ) -> tune.Tuner:
-        config = self.config
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, setup=setup), trial_resources(config)
-        )
-        path = self.store.experiment_path
-        if tune.Tuner.can_restore(path):
-            self.progress(f"resuming the Ray Tune experiment in {path}")
-            return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-        return tune.Tuner(
-            trainable,
-            param_space=params,
-            # No metric here: the searcher optimises val_acc, ASHA watches scheduler.metric.
-            tune_config=tune.TuneConfig(
-                num_samples=config.search.num_samples,
-                search_alg=searcher(config),
-                scheduler=scheduler(config),
-                max_concurrent_trials=config.search.max_concurrent_trials,
-                # A new worker process per trial costs seconds of imports (torch, Lightning);
-                # reused, it also keeps the layers' autotuned path choices. Every trial builds
-                # its data, model and Trainer afresh, so nothing leaks between trials.
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=config.name,
-                storage_path=self.store.storage_path,
-                callbacks=[callback],
-                failure_config=tune.FailureConfig(max_failures=config.training.max_failures),
-                # Per trial, the checkpoint with the best val_acc (what export takes) and the
-                # latest one (Tune never deletes it; a retried or resumed trial starts there).
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1,
-                    checkpoint_score_attribute="val_acc",
-                    checkpoint_score_order="max",
-                ),
-                verbose=1,
-            ),
-        )
 
     def _write_report(self, parent_run_id: str) -> None:
         """The best-rank report (partial after an interruption), as files and as artifacts of

@@ -1,0 +1,95 @@
+"""The dense baseline of a sweep: trained once as a Ray task, recorded as the sweep's `baseline`
+run, its trained kernels seeding the rank space; on resume, reloaded from the sweep's storage
+instead of trained again."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import ray
+import torch
+import yaml
+
+from lightning_modules.data import DataShape
+from sweep.config import SweepConfig
+from sweep.seeding.baseline import BaselineResult, baseline_epochs, train_baseline
+from sweep.seeding.seed import seed_from_baseline
+from sweep.tracking.layout import SweepTracking, finish_run, log_baseline_run
+from sweep.tuning.storage import SweepStore
+
+BASELINE_WEIGHTS = "baseline.pt"
+BASELINE_HISTORY = "baseline_history.yaml"
+
+
+def train_baseline_on_ray(config: SweepConfig, shape: DataShape) -> BaselineResult:
+    """The baseline as a Ray task with a trial's resources: on a cluster it runs on a worker
+    (with its GPU), not on the driver."""
+    remote = ray.remote(num_cpus=config.resources.cpu, num_gpus=config.resources.gpu)(
+        train_baseline
+    )
+    return ray.get(remote.remote(config, shape, baseline_epochs(config)))
+
+
+class BaselineStep:
+    """Train (or, on resume, reload) the dense baseline and write the seed."""
+
+    def __init__(self, config: SweepConfig, store: SweepStore, progress: Callable[[str], None]):
+        self.config = config
+        self.store = store
+        self.progress = progress
+
+    def run(
+        self, tracking: SweepTracking, shape: DataShape
+    ) -> tuple[dict[str, torch.Tensor] | None, float | None]:
+        """The baseline's weights and validation accuracy; (None, None) when the sweep needs
+        no baseline (no seed, no HOOI initialisation)."""
+        config = self.config
+        if not (config.decomposition.seed or "hooi" in config.decomposition.init):
+            return None, None
+        if self.store.exists(BASELINE_WEIGHTS):
+            self.progress("dense baseline: reusing the one trained before the interruption")
+            return self._stored()
+        self.progress(f"dense baseline: training {baseline_epochs(config)} epochs")
+        baseline = train_baseline_on_ray(config, shape)
+        run_id = log_baseline_run(
+            tracking.client,
+            tracking.experiment_id,
+            baseline.history,
+            baseline.cost_metrics(),
+            config.stopping.target_accuracy,
+            parent_run_id=tracking.parent_run_id,
+        )
+        self.progress(f"dense baseline: val_acc {baseline.val_acc:.4f}")
+        if config.decomposition.seed:
+            self._write_seed(tracking, run_id, shape, baseline)
+        # Saved last: its presence means the baseline step is complete (see above).
+        self.store.write_text(BASELINE_HISTORY, yaml.safe_dump(baseline.history))
+        self.store.save_tensors(BASELINE_WEIGHTS, baseline.state_dict)
+        finish_run(tracking.client, run_id)
+        return baseline.state_dict, baseline.val_acc
+
+    def _stored(self) -> tuple[dict[str, torch.Tensor], float | None]:
+        history = yaml.safe_load(self.store.read_text(BASELINE_HISTORY)) or []
+        accuracy = max((row.get("val_acc", 0.0) for row in history), default=None)
+        return self.store.load_tensors(BASELINE_WEIGHTS), accuracy
+
+    def _write_seed(
+        self,
+        tracking: SweepTracking,
+        baseline_run_id: str,
+        shape: DataShape,
+        baseline: BaselineResult,
+    ) -> None:
+        """seed.json and spectra.png: beside the sweep's Tune results, and as artifacts of the
+        baseline run and the sweep's parent run."""
+        with tempfile.TemporaryDirectory() as folder:
+            artifacts = seed_from_baseline(
+                self.config, shape, baseline, Path(folder), checkpoint=BASELINE_WEIGHTS,
+                run_id=baseline_run_id,
+            )  # fmt: skip
+            for path in (artifacts.seed_path, artifacts.plot_path):
+                self.store.write_bytes(path.name, path.read_bytes())
+                tracking.client.log_artifact(baseline_run_id, str(path))
+                tracking.client.log_artifact(tracking.parent_run_id, str(path))

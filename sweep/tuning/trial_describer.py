@@ -1,0 +1,35 @@
+"""What a trial's MLflow run records of its plan before it trains: its params and its cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lightning_modules.data import DataShape
+from lightning_modules.nets import ConvLayer, build_model, decompose, model_cost
+from sweep.config import SweepConfig
+from sweep.space import decode_trial
+from sweep.trial_params import trial_params
+
+
+@dataclass(frozen=True)
+class TrialDescriber:
+    """Trial config -> (MLflow params, static cost metrics). Picklable: Tune stores it with
+    the tracking callback in its experiment state."""
+
+    config: SweepConfig
+    layers: tuple[ConvLayer, ...]
+    data_shape: DataShape
+
+    def __call__(self, trial_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+        plan = decode_trial(trial_config, self.config, self.layers)
+        params = trial_params(plan.rank_plan, plan.lr, plan.init, trial_config)
+        shape = self.data_shape
+        model = build_model(
+            self.config.model.name, shape.in_channels, shape.num_classes,
+            **self.config.model.options,
+        )  # fmt: skip
+        decompose(model, plan.rank_plan, init="random")
+        cost = model_cost(model, shape.input_shape)
+        metrics = {"params": cost.params, "flops": cost.flops, "compression": cost.compression}
+        return params, metrics
