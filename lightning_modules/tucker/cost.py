@@ -1,16 +1,25 @@
 """The cost model of a Tucker convolution: parameters and multiply-adds, without building layers.
 
 Plain arithmetic on a ConvGeometry and a rank triple, so that the sweep can price a rank plan
-for thousands of candidates without touching torch. The multiply-adds of each execution path
-are derived in docs/design.md, "Execution paths"; the paths themselves are in ops.py, whose
-registry pairs each one with its cost function here.
+for thousands of candidates without touching torch. The ranks may also be numpy arrays (one
+triple per element): the rank allocator prices every triple of a layer at once. The
+multiply-adds of each execution path are derived in docs/design.md, "Execution paths"; the
+paths themselves are in ops.py, whose registry pairs each one with its cost function here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 from lightning_modules.tucker.geometry import ConvGeometry
+
+
+def _plain(value: Any) -> Any:
+    """A Python int for a scalar result, the array itself otherwise."""
+    return int(value) if np.ndim(value) == 0 else value
 
 
 def dense_param_count(geometry: ConvGeometry, bias: bool = True) -> int:
@@ -22,7 +31,7 @@ def tucker_param_count(geometry: ConvGeometry, ranks: Sequence[int], bias: bool 
     """Core N'C'D' plus factors N*N' + C*C' + D*D' (plus bias)."""
     n, c, d = geometry.tensor_shape
     rn, rc, rd = ranks
-    return rn * rc * rd + n * rn + c * rc + d * rd + (n if bias else 0)
+    return _plain(rn * rc * rd + n * rn + c * rc + d * rd + (n if bias else 0))
 
 
 def dense_flops(geometry: ConvGeometry, input_hw: tuple[int, int]) -> int:
@@ -65,8 +74,8 @@ def factorized_flops(
     out_pixels = ho * wo
     head = c * rc * h * w
     spatial = rc * rd * d * out_pixels
-    tail = rc * rd * n * out_pixels if rn == n else (rc * rd * rn + rn * n) * out_pixels
-    return head + spatial + tail
+    tail = np.where(rn == n, rc * rd * n, rc * rd * rn + rn * n) * out_pixels
+    return _plain(head + spatial + tail)
 
 
 def folded_flops(geometry: ConvGeometry, ranks: Sequence[int], input_hw: tuple[int, int]) -> int:
@@ -77,14 +86,14 @@ def folded_flops(geometry: ConvGeometry, ranks: Sequence[int], input_hw: tuple[i
     h, w = input_hw
     ho, wo = geometry.output_hw(input_hw)
     out_pixels = ho * wo
-    kernel_in = c if rc == c else rc
-    kernel_out = n if rn == n else rn
-    head = 0 if rc == c else c * rc * h * w
-    tail = 0 if rn == n else rn * n * out_pixels
-    return head + kernel_out * kernel_in * d * out_pixels + tail
+    # kernel_in = rc and kernel_out = rn hold in both cases (C' = C folds U_C into the kernel).
+    head = np.where(rc == c, 0, c * rc * h * w)
+    tail = np.where(rn == n, 0, rn * n * out_pixels)
+    return _plain(head + rn * rc * d * out_pixels + tail)
 
 
 def tucker_flops(geometry: ConvGeometry, ranks: Sequence[int], input_hw: tuple[int, int]) -> int:
     """Multiply-adds per image of the cheaper never-materialising path (factorized or folded):
     the cost a Tucker layer has to pay, used for compression figures."""
-    return min(factorized_flops(geometry, ranks, input_hw), folded_flops(geometry, ranks, input_hw))
+    factorized = factorized_flops(geometry, ranks, input_hw)
+    return _plain(np.minimum(factorized, folded_flops(geometry, ranks, input_hw)))
