@@ -206,12 +206,35 @@ class RatioLists(StrictModel):
         return (self.out, self.in_, self.spatial)
 
 
+class SearchRange(StrictModel):
+    """A range to sample from: log-uniform (`log: true`, the default) or uniform."""
+
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+    log: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
 class DecompositionConfig(StrictModel):
     """Which convs become Tucker layers and how their ranks are searched."""
 
     layers: Literal["all"] | list[str] = "all"  # "all": every decomposable conv but the input
-    mode: Literal["per_layer", "ratio"] = "per_layer"
+    # per_layer: a candidate triple per layer; ratio: one ratio per mode for every layer;
+    # budget: a compression target per trial, turned into per-layer ranks by the allocator.
+    mode: Literal["per_layer", "ratio", "budget"] = "per_layer"
     ratios: RatioLists = Field(default_factory=RatioLists)
+    # mode budget: the targets (compression of the decomposed convs' `budget_metric`) and how
+    # ranks are allocated to meet them (lightning_modules/ranks/allocation.py).
+    compression: SearchRange | list[float] = Field(
+        default_factory=lambda: SearchRange(low=2.0, high=30.0)
+    )
+    budget_metric: Literal["params", "flops"] = "params"
+    allocator: Literal["minimax", "uniform"] = "minimax"
     seed: bool = True  # narrow per-layer candidates with a HOOI analysis of a dense baseline
     seed_epochs: int = Field(6, ge=1)  # epochs of the dense baseline
     # Lower than the textbook 0.9-0.99: a briefly trained net's kernels keep much of their
@@ -224,6 +247,17 @@ class DecompositionConfig(StrictModel):
         _fractions("energy threshold", "energy thresholds")
     )
 
+    @field_validator("compression")
+    @classmethod
+    def _compressions(cls, value: SearchRange | list[float]) -> SearchRange | list[float]:
+        values = value if isinstance(value, list) else [value.low, value.high]
+        if not values:
+            raise ValueError("needs at least one compression target")
+        for item in values:
+            if not (item >= 1 and math.isfinite(item)):
+                raise ValueError(f"compression targets must be at least 1, got {item}")
+        return value
+
     @field_validator("init")
     @classmethod
     def _init(cls, values: list[str]) -> list[str]:
@@ -232,24 +266,12 @@ class DecompositionConfig(StrictModel):
         return list(dict.fromkeys(values))
 
 
-class LearningRateRange(StrictModel):
-    low: float = Field(gt=0)
-    high: float = Field(gt=0)
-    log: bool = True
-
-    @model_validator(mode="after")
-    def _ordered(self) -> LearningRateRange:
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
-
-
 class SearchConfig(StrictModel):
     algorithm: Literal["random", "grid", "optuna"] = "random"
     num_samples: int = Field(24, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as resources allow
-    lr: float | list[float] | LearningRateRange = Field(
-        default_factory=lambda: LearningRateRange(low=0.02, high=0.1)
+    lr: float | list[float] | SearchRange = Field(
+        default_factory=lambda: SearchRange(low=0.02, high=0.1)
     )
     seed: int = 0
 
@@ -343,8 +365,20 @@ class SweepConfig(StrictModel):
                 f"scheduler.grace_period ({self.scheduler.grace_period}) exceeds "
                 f"scheduler.max_t ({max_t})"
             )
-        if self.search.algorithm == "grid" and isinstance(self.search.lr, LearningRateRange):
+        grid = self.search.algorithm == "grid"
+        if grid and isinstance(self.search.lr, SearchRange):
             raise ValueError("search.lr: grid search needs a list of learning rates, not a range")
+        decomposition = self.decomposition
+        if decomposition.mode == "budget":
+            if not decomposition.seed:
+                raise ValueError(
+                    "decomposition.mode: budget allocates ranks from the seed's spectra; set "
+                    "decomposition.seed: true"
+                )
+            if grid and isinstance(decomposition.compression, SearchRange):
+                raise ValueError(
+                    "decomposition.compression: grid search needs a list of targets, not a range"
+                )
         if self.resources.gpu > 1 and self.resources.gpu != int(self.resources.gpu):
             raise ValueError(f"resources.gpu: a fraction must be below 1, got {self.resources.gpu}")
         return self

@@ -4,6 +4,7 @@ sweep.tuning.tune_space; the keys and the text of a rank triple in sweep.trial_p
 
     mode per_layer: one candidate triple per layer (from the seed, or the ratio lists)
     mode ratio:     one ratio per mode, the same for every layer
+    mode budget:    one compression target per trial; the allocator gives per-layer ranks
 """
 
 from __future__ import annotations
@@ -14,10 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_modules.nets import ConvLayer
+from lightning_modules.ranks import ModeSpectra
+from lightning_modules.ranks.allocation import (
+    Allocation,
+    LayerSpectra,
+    allocate_minimax,
+    allocate_uniform_threshold,
+)
 from lightning_modules.tucker import TuckerRanks, ranks_from_spec
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError
-from sweep.trial_params import INIT_KEY, LR_KEY, RATIO_KEYS, TUNE_RANKS_PREFIX, decode_ranks
+from sweep.trial_params import (
+    COMPRESSION_KEY,
+    INIT_KEY,
+    LR_KEY,
+    RATIO_KEYS,
+    TUNE_RANKS_PREFIX,
+    decode_ranks,
+)
 
 
 def select_layers(config: SweepConfig, layers: Sequence[ConvLayer]) -> list[ConvLayer]:
@@ -52,67 +67,147 @@ def ratio_triples(layer: ConvLayer, ratios: Sequence[Sequence[float]]) -> list[T
 
 
 @dataclass(frozen=True)
-class RankSpace:
-    """The discrete rank choices of a sweep: per layer (`per_layer`) or per mode (`ratio`)."""
+class SeedData:
+    """What a seed gives the rank space, per layer: its compressing candidate triples
+    (`per_layer`) and its mode spectra (`budget`)."""
 
-    mode: str
-    layer_choices: Mapping[str, list[TuckerRanks]]  # per_layer
-    ratio_choices: tuple[list[float], list[float], list[float]]  # ratio
-    seeded: bool
-
-    def size(self) -> int:
-        """Number of distinct rank plans."""
-        if self.mode == "ratio":
-            return math.prod(len(choices) for choices in self.ratio_choices)
-        return math.prod(len(choices) for choices in self.layer_choices.values())
-
-
-def build_rank_space(
-    config: SweepConfig,
-    layers: Sequence[ConvLayer],
-    seeded: Mapping[str, Sequence[TuckerRanks]] | None = None,
-) -> RankSpace:
-    """Per-layer candidates come from the seed when there is one (`seeded`: layer -> its
-    compressing candidates, which must cover the chosen layers), else from the ratio lists."""
-    chosen = select_layers(config, layers)
-    ratios = config.decomposition.ratios.as_tuple()
-    if config.decomposition.mode == "ratio":
-        return RankSpace("ratio", {}, ratios, seeded=False)
-    if seeded is None:
-        choices = {layer.name: ratio_triples(layer, ratios) for layer in chosen}
-        return RankSpace("per_layer", choices, ratios, seeded=False)
-    missing = [layer.name for layer in chosen if layer.name not in seeded]
-    if missing:
-        raise ConfigError(
-            f"the seed has no candidates for layer(s) {', '.join(missing)}: seed the same model"
-        )
-    choices = {layer.name: list(seeded[layer.name]) for layer in chosen}
-    return RankSpace("per_layer", choices, ratios, seeded=True)
+    candidates: Mapping[str, Sequence[TuckerRanks]]
+    spectra: Mapping[str, ModeSpectra]
 
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """A trial's decoded choices."""
+    """A trial's decoded choices; in budget mode also its compression target and the
+    allocator's estimated error of the plan (the largest across layers)."""
 
     rank_plan: dict[str, TuckerRanks]
     lr: float
     init: str
+    target_compression: float | None = None
+    estimated_error: float | None = None
 
 
-def decode_trial(
-    trial_config: Mapping[str, Any], config: SweepConfig, layers: Sequence[ConvLayer]
-) -> TrialPlan:
-    """Rank plan, learning rate and init of one trial from its sampled config."""
-    if any(key in trial_config for key in RATIO_KEYS):
-        ratios = tuple(float(trial_config[key]) for key in RATIO_KEYS)
-        plan = {
-            layer.name: ranks_from_spec(layer.geometry, ratios)
-            for layer in select_layers(config, layers)
-        }
-    else:
+@dataclass(frozen=True)
+class BudgetAllocation:
+    """The allocator a budget-mode space turns a compression target into ranks with."""
+
+    layers: tuple[LayerSpectra, ...]
+    metric: str
+    allocator: str
+
+    def allocate(self, target: float) -> Allocation:
+        allocate = allocate_minimax if self.allocator == "minimax" else allocate_uniform_threshold
+        return allocate(self.layers, target, self.metric)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RankSpace:
+    """The rank choices of a sweep: a candidate triple per layer (`per_layer`), one ratio per
+    mode (`ratio`), or a compression target per trial (`budget`), over the decomposed convs."""
+
+    mode: str
+    layers: tuple[ConvLayer, ...]
+    layer_choices: Mapping[str, list[TuckerRanks]]  # per_layer
+    ratio_choices: tuple[list[float], list[float], list[float]]  # ratio
+    seeded: bool
+    budget: BudgetAllocation | None = None  # budget
+
+    def size(self) -> int | None:
+        """Number of distinct rank plans; None for budget mode (a continuous target)."""
+        if self.mode == "budget":
+            return None
+        if self.mode == "ratio":
+            return math.prod(len(choices) for choices in self.ratio_choices)
+        return math.prod(len(choices) for choices in self.layer_choices.values())
+
+    def decode(self, trial_config: Mapping[str, Any]) -> TrialPlan:
+        """Rank plan, learning rate and init of one trial from its sampled Tune config."""
+        lr, init = float(trial_config[LR_KEY]), str(trial_config[INIT_KEY])
+        if self.mode == "budget":
+            assert self.budget is not None
+            target = float(trial_config[COMPRESSION_KEY])
+            allocation = self.budget.allocate(target)
+            return TrialPlan(allocation.ranks, lr, init, target, allocation.max_error)
+        if self.mode == "ratio":
+            ratios = tuple(float(trial_config[key]) for key in RATIO_KEYS)
+            plan = {layer.name: ranks_from_spec(layer.geometry, ratios) for layer in self.layers}
+            return TrialPlan(plan, lr, init)
         plan = {
             key.removeprefix(TUNE_RANKS_PREFIX): TuckerRanks(*decode_ranks(value))
             for key, value in trial_config.items()
             if key.startswith(TUNE_RANKS_PREFIX)
         }
-    return TrialPlan(plan, float(trial_config[LR_KEY]), str(trial_config[INIT_KEY]))
+        return TrialPlan(plan, lr, init)
+
+
+def _budget(
+    config: SweepConfig,
+    chosen: list[ConvLayer],
+    spectra: Mapping[str, ModeSpectra],
+    input_hw: Mapping[str, tuple[int, int]] | None,
+) -> BudgetAllocation:
+    decomposition = config.decomposition
+    if decomposition.budget_metric == "flops" and not input_hw:
+        raise ConfigError("decomposition.budget_metric: flops needs the layers' input sizes")
+    layers = tuple(
+        LayerSpectra(
+            layer.name, layer.geometry, spectra[layer.name], (input_hw or {}).get(layer.name)
+        )
+        for layer in chosen
+    )
+    return BudgetAllocation(layers, decomposition.budget_metric, decomposition.allocator)
+
+
+def build_rank_space(
+    config: SweepConfig,
+    layers: Sequence[ConvLayer],
+    seed: SeedData | None = None,
+    input_hw: Mapping[str, tuple[int, int]] | None = None,
+) -> RankSpace:
+    """The sweep's rank space over the chosen layers. Per-layer candidates come from the seed
+    when there is one (it must cover the chosen layers), else from the ratio lists; budget mode
+    needs the seed's spectra (and, for a FLOPs budget, each layer's input size `input_hw`)."""
+    chosen = select_layers(config, layers)
+    ratios = config.decomposition.ratios.as_tuple()
+    mode = config.decomposition.mode
+    if mode == "ratio":
+        return RankSpace("ratio", tuple(chosen), {}, ratios, seeded=False)
+    if seed is None:
+        if mode == "budget":
+            raise ConfigError("decomposition.mode: budget needs a seed (decomposition.seed: true)")
+        choices = {layer.name: ratio_triples(layer, ratios) for layer in chosen}
+        return RankSpace("per_layer", tuple(chosen), choices, ratios, seeded=False)
+    missing = [layer.name for layer in chosen if layer.name not in seed.candidates]
+    if missing:
+        raise ConfigError(
+            f"the seed has no candidates for layer(s) {', '.join(missing)}: seed the same model"
+        )
+    if mode == "budget":
+        budget = _budget(config, chosen, seed.spectra, input_hw)
+        return RankSpace("budget", tuple(chosen), {}, ratios, seeded=True, budget=budget)
+    choices = {layer.name: list(seed.candidates[layer.name]) for layer in chosen}
+    return RankSpace("per_layer", tuple(chosen), choices, ratios, seeded=True)
+
+
+def per_layer_sizes(
+    config: SweepConfig, layers: Sequence[ConvLayer], seed: SeedData | None
+) -> tuple[int | None, int]:
+    """How many plans `mode: per_layer` would have over the chosen layers, with the seed's
+    candidates (None without a seed) and with the ratio lists: what seeding narrows."""
+    chosen = select_layers(config, layers)
+    ratios = config.decomposition.ratios.as_tuple()
+    unseeded = math.prod(len(ratio_triples(layer, ratios)) for layer in chosen)
+    if seed is None:
+        return None, unseeded
+    return math.prod(len(seed.candidates[layer.name]) for layer in chosen), unseeded
+
+
+def describe(space: RankSpace) -> str:
+    """One line on the size of the space, for progress messages."""
+    if space.budget is not None:
+        budget = space.budget
+        return (
+            f"a compression target per trial, {budget.allocator} allocation of "
+            f"{budget.metric} over {len(space.layers)} layers"
+        )
+    return f"{space.size():,} plans" + (" (seeded)" if space.seeded else "")

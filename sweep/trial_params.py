@@ -3,6 +3,7 @@ text form of a rank triple that both use. Every writer and reader of them goes t
 
     Tune config:   {"ranks.block2.conv1": "16x8x3", "lr": 0.05, "init": "hooi"}
                    or {"ratio_out": 0.25, "ratio_in": 0.25, "ratio_spatial": 0.67, ...}
+                   or {"compression": 7.5, ...}
     MLflow params: {"ranks/block2.conv1": "16x8x3", "lr": "0.05", "init": "hooi", ...}
 """
 
@@ -20,6 +21,9 @@ RANKS_PARAM_PREFIX = "ranks/"
 RATIO_KEYS = ("ratio_out", "ratio_in", "ratio_spatial")
 LR_KEY = "lr"
 INIT_KEY = "init"
+# `mode: budget`: the compression target a trial sampled (Tune) and records (MLflow).
+COMPRESSION_KEY = "compression"
+TARGET_COMPRESSION_PARAM = "target_compression"
 
 
 def encode_ranks(ranks: Sequence[int]) -> str:
@@ -53,8 +57,10 @@ def trial_params(
     rank_plan: Mapping[str, Sequence[int]], lr: float, init: str, tune_config: Mapping[str, Any]
 ) -> dict[str, Any]:
     """What a trial's MLflow run records of its choices: its ranks, lr and init, and the
-    per-mode ratios it was sampled with (ratio mode)."""
+    per-mode ratios (ratio mode) or compression target (budget mode) it was sampled with."""
     params: dict[str, Any] = ranks_params(rank_plan)
     params.update({LR_KEY: lr, INIT_KEY: init})
     params.update({key: tune_config[key] for key in RATIO_KEYS if key in tune_config})
+    if COMPRESSION_KEY in tune_config:
+        params[TARGET_COMPRESSION_PARAM] = tune_config[COMPRESSION_KEY]
     return params

@@ -6,12 +6,15 @@ import pytest
 import torch
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
+from torch import nn
 
-from lightning_modules.nets import build_model, conv_layers
-from lightning_modules.tucker import TuckerConv2d, validate_ranks
+from lightning_modules.nets import build_model, conv_layers, input_sizes
+from lightning_modules.ranks import mode_spectra
+from lightning_modules.tucker import TuckerConv2d, TuckerRanks, validate_ranks
+from lightning_modules.tucker.cost import dense_flops, tucker_flops
 from sweep.config import SweepConfig, build_config
 from sweep.errors import ConfigError
-from sweep.space import build_rank_space, decode_trial, ratio_triples
+from sweep.space import SeedData, build_rank_space, ratio_triples
 from sweep.trial_params import TUNE_RANKS_PREFIX, decode_ranks, encode_ranks
 from sweep.tuning.tune_space import param_space, trial_count
 
@@ -51,7 +54,7 @@ def test_per_layer_space_skips_the_input_conv_and_decodes():
         TUNE_RANKS_PREFIX + layer.name for layer in LAYERS[1:]
     }
     (sampled,) = [variant for _, variant in generate_variants(params)]
-    plan = decode_trial(sampled, config(), LAYERS)
+    plan = space.decode(sampled)
     assert set(plan.rank_plan) == {layer.name for layer in LAYERS[1:]}
     assert 0.02 <= plan.lr <= 0.1 and plan.init in ("hooi", "random")
     for name, ranks in plan.rank_plan.items():
@@ -65,7 +68,7 @@ def test_ratio_mode_applies_one_ratio_per_mode_to_every_layer():
     assert space.size() == 1
     params = param_space(settings, space)
     assert params["ratio_out"] == 0.25  # a single choice is a constant, not a dimension
-    plan = decode_trial({**params, "lr": 0.05, "init": "random"}, settings, LAYERS)
+    plan = space.decode({**params, "lr": 0.05, "init": "random"})
     assert plan.rank_plan["block3.conv2"] == (16, 32, 9)
 
 
@@ -83,10 +86,11 @@ def test_grid_search_enumerates_every_combination():
 
 def test_optuna_accepts_the_encoded_space():
     settings = config()
-    params = param_space(settings, build_rank_space(settings, LAYERS))
+    space = build_rank_space(settings, LAYERS)
+    params = param_space(settings, space)
     searcher = OptunaSearch(space=params, metric="val_acc", mode="max", seed=0)
     suggestion = searcher.suggest("trial-1")
-    plan = decode_trial(suggestion, settings, LAYERS)
+    plan = space.decode(suggestion)
     assert len(plan.rank_plan) == len(LAYERS) - 1
     searcher.on_trial_complete("trial-1", {"val_acc": 0.5})
 
@@ -106,3 +110,47 @@ def test_bundled_digits_config_spells_out_the_defaults():
     assert bundled.scheduler.model_dump(exclude={"max_t"}) == defaults.scheduler.model_dump(
         exclude={"max_t"}
     )
+
+
+def _seed_data(model) -> SeedData:
+    """Candidates and spectra as a seed gives them (weights of a fresh model will do here)."""
+    spectra = {layer.name: mode_spectra(model.get_submodule(layer.name).weight)
+               for layer in LAYERS[1:]}  # fmt: skip
+    candidates = {name: [TuckerRanks(1, 1, 1)] for name in spectra}
+    return SeedData(candidates=candidates, spectra=spectra)
+
+
+def test_budget_mode_samples_a_target_and_allocates_ranks_that_meet_it():
+    model = build_model("vgg_small", 1, 10, width=16)
+    settings = config(decomposition={"mode": "budget", "compression": {"low": 2, "high": 20},
+                                     "budget_metric": "flops"})  # fmt: skip
+    sizes = input_sizes(model, (1, 8, 8), nn.Conv2d)
+    space = build_rank_space(settings, LAYERS, _seed_data(model), sizes)
+    assert space.mode == "budget" and space.size() is None
+    params = param_space(settings, space)
+    assert set(params) == {"compression", "lr", "init"}  # as small however deep the model
+    for _, sampled in generate_variants(params):
+        plan = space.decode(sampled)
+        assert 2 <= plan.target_compression <= 20 and plan.estimated_error is not None
+        assert set(plan.rank_plan) == {layer.name for layer in LAYERS[1:]}
+        dense = sum(dense_flops(layer.geometry, sizes[layer.name]) for layer in LAYERS[1:])
+        tucker = sum(tucker_flops(layer.geometry, plan.rank_plan[layer.name], sizes[layer.name])
+                     for layer in LAYERS[1:])  # fmt: skip
+        assert dense / tucker >= plan.target_compression * (1 - 1e-9)
+    # Decoding is deterministic: the trainable and the MLflow record agree on the plan.
+    fixed = {"compression": 7.0, "lr": 0.05, "init": "hooi"}
+    assert space.decode(fixed) == space.decode(dict(fixed))
+    # Grid search takes a list of targets; Optuna takes the range.
+    grid = config(decomposition={"mode": "budget", "compression": [2.0, 8.0]},
+                  search={"algorithm": "grid", "lr": [0.05]})  # fmt: skip
+    grid_params = param_space(grid, build_rank_space(grid, LAYERS, _seed_data(model)))
+    assert grid_params["compression"] == {"grid_search": [2.0, 8.0]}
+    searcher = OptunaSearch(space=params, metric="val_acc", mode="max", seed=0)
+    assert 2 <= space.decode(searcher.suggest("t")).target_compression <= 20
+
+
+def test_budget_mode_needs_a_seed():
+    with pytest.raises(ValueError, match="budget allocates ranks from the seed"):
+        config(decomposition={"mode": "budget", "seed": False})
+    with pytest.raises(ConfigError, match="needs a seed"):
+        build_rank_space(config(decomposition={"mode": "budget"}), LAYERS, None)

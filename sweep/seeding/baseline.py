@@ -18,7 +18,7 @@ from lightning_modules.module import TuckerClassifier
 from lightning_modules.nets import ModelCost
 from lightning_modules.trainer import make_trainer
 from sweep.builders import classifier_options, prepare_data_once_per_node, sweep_datamodule
-from sweep.config import LearningRateRange, SweepConfig
+from sweep.config import SearchRange, SweepConfig
 from sweep.errors import TuckerSweepError, first_line
 from sweep.tracking.names import EPOCH_METRICS, SECONDS_METRIC
 
@@ -27,7 +27,7 @@ def baseline_lr(config: SweepConfig) -> float:
     """The dense model's learning rate: the geometric middle of a searched range, the middle
     of a list."""
     lr = config.search.lr
-    if isinstance(lr, LearningRateRange):
+    if isinstance(lr, SearchRange):
         return (lr.low * lr.high) ** 0.5 if lr.log else (lr.low + lr.high) / 2
     if isinstance(lr, list):
         return sorted(lr)[len(lr) // 2]

@@ -22,7 +22,7 @@ from sweep.seeding.baseline import (
 )
 from sweep.seeding.seed_file import SeedFile, build_seed, write_seed
 from sweep.seeding.spectrum_plot import plot_spectra
-from sweep.space import build_rank_space
+from sweep.space import per_layer_sizes
 from sweep.tracking.client import experiment_id_for, tracking_client
 from sweep.tracking.layout import log_baseline_run
 
@@ -87,8 +87,8 @@ class SeedOutcome:
     baseline_val_acc: float
     run_id: str
     tracking_uri: str
-    seeded_space: int
-    unseeded_space: int
+    seeded_space: int  # rank plans of mode per_layer, with the seed's candidates
+    unseeded_space: int  # ... and with the ratio lists
 
 
 def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = None) -> SeedOutcome:
@@ -122,6 +122,5 @@ def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = N
         client.set_terminated(run_id, status="FAILED")
         raise
     layers = conv_layers(baseline.classifier().model)
-    seeded = build_rank_space(config, layers, artifacts.seed.compressing_candidates()).size()
-    unseeded = build_rank_space(config, layers, None).size()
+    seeded, unseeded = per_layer_sizes(config, layers, artifacts.seed.seed_data())
     return SeedOutcome(artifacts, baseline.val_acc, run_id, client.tracking_uri, seeded, unseeded)

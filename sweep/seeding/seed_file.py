@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -34,9 +35,10 @@ from pydantic import (
     model_validator,
 )
 
-from lightning_modules.ranks import METHODS, LayerAnalysis
+from lightning_modules.ranks import METHODS, LayerAnalysis, ModeSpectra
 from lightning_modules.tucker import ConvGeometry, InvalidRanksError, TuckerRanks, validate_ranks
 from sweep.errors import TuckerSweepError, describe_validation_error
+from sweep.space import SeedData
 
 __all__ = [
     "SCHEMA_NAME",
@@ -184,6 +186,18 @@ class SeedFile(_Schema):
                 f"the seed has no layer {layer!r}; its layers are {', '.join(self.layers)}"
             )
         return [TuckerRanks(*candidate.ranks) for candidate in self.layers[layer].candidates]
+
+    def seed_data(self) -> SeedData:
+        """What the rank space takes from the seed: candidates and spectra per layer."""
+        spectra = {
+            name: ModeSpectra(
+                out=np.asarray(layer.spectra.out, dtype=np.float64),
+                in_=np.asarray(layer.spectra.in_, dtype=np.float64),
+                spatial=np.asarray(layer.spectra.spatial, dtype=np.float64),
+            )
+            for name, layer in self.layers.items()
+        }
+        return SeedData(candidates=self.compressing_candidates(), spectra=spectra)
 
     def compressing_candidates(self) -> dict[str, list[TuckerRanks]]:
         """Per layer, the candidates with fewer parameters than the dense conv: a Tucker layer

@@ -16,16 +16,17 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
+from torch import nn
 
 from lightning_modules.data import DataShape
-from lightning_modules.nets import ConvLayer, build_model, conv_layers
+from lightning_modules.nets import ConvLayer, build_model, conv_layers, input_sizes
 from sweep.builders import sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError
 from sweep.report.write import write_sweep_report
 from sweep.seeding.seed import SEED_FILE
 from sweep.seeding.seed_file import read_seed
-from sweep.space import RankSpace, build_rank_space, select_layers
+from sweep.space import RankSpace, build_rank_space, describe, per_layer_sizes, select_layers
 from sweep.tracking.client import experiment_id_for, tracking_client
 from sweep.tracking.layout import (
     SweepTracking,
@@ -65,8 +66,8 @@ class SweepOutcome:
     best_val_acc: float | None
     best_params: dict[str, Any] | None
     seconds: float
-    space_size: int
-    unseeded_space_size: int
+    space_size: int | None  # None: budget mode (a continuous target)
+    unseeded_space_size: int  # plans of mode per_layer without a seed
     baseline_val_acc: float | None
 
 
@@ -76,6 +77,7 @@ class _Inputs:
 
     shape: DataShape
     layers: tuple[ConvLayer, ...]
+    input_hw: dict[str, tuple[int, int]]  # of each conv, for FLOPs budgets
 
 
 def configure_driver() -> None:
@@ -122,11 +124,9 @@ class SweepLauncher:
         baseline_state, baseline_acc = BaselineStep(config, self.store, self.progress).run(
             tracking, inputs.shape
         )
-        space, unseeded = self._rank_spaces(inputs.layers)
-        setup = TrialSetup(
-            config, inputs.layers, inputs.shape, baseline_state, self.trial_callbacks
-        )
-        results, finished, expected = self._fit(tracking, setup, space)
+        space, unseeded = self._rank_space(inputs)
+        setup = TrialSetup(config, space, inputs.shape, baseline_state, self.trial_callbacks)
+        results, finished, expected = self._fit(tracking, setup)
         self._write_report(tracking.parent_run_id)
         if finished < expected:
             raise SweepInterrupted(
@@ -150,7 +150,7 @@ class SweepLauncher:
             best_params=None if best is None else best.config,
             seconds=time.perf_counter() - started,
             space_size=space.size(),
-            unseeded_space_size=unseeded.size(),
+            unseeded_space_size=unseeded,
             baseline_val_acc=baseline_acc,
         )
 
@@ -178,7 +178,7 @@ class SweepLauncher:
         )
         layers = tuple(conv_layers(dense))
         select_layers(config, layers)
-        return _Inputs(shape, layers)
+        return _Inputs(shape, layers, input_sizes(dense, shape.input_shape, nn.Conv2d))
 
     def _connect(self) -> str:
         """Ray, checked to have what a trial asks for; the data downloaded once on this node
@@ -220,37 +220,40 @@ class SweepLauncher:
             "target_accuracy": config.stopping.target_accuracy,
             "resources/cpu": config.resources.cpu,
             "resources/gpu": config.resources.gpu,
+            **(
+                {
+                    "budget_metric": config.decomposition.budget_metric,
+                    "allocator": config.decomposition.allocator,
+                }
+                if config.decomposition.mode == "budget"
+                else {}
+            ),
         }
 
     def _log_stored_file(self, client: MlflowClient, run_id: str, filename: str) -> None:
         with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
             client.log_artifact(run_id, str(self.store.copy_to(filename, Path(folder) / filename)))
 
-    def _rank_spaces(self, layers: tuple[ConvLayer, ...]) -> tuple[RankSpace, RankSpace]:
-        """The sweep's rank space (seeded when there is a seed) and, for comparison, the
-        unseeded one."""
-        seeded = None
+    def _rank_space(self, inputs: _Inputs) -> tuple[RankSpace, int]:
+        """The sweep's rank space (from the seed when there is one) and, for comparison, how
+        many plans per_layer has without a seed."""
+        seed = None
         if self.store.exists(SEED_FILE):
             with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
                 seed = read_seed(self.store.copy_to(SEED_FILE, Path(folder) / SEED_FILE))
-            seeded = seed.compressing_candidates()
-        space = build_rank_space(self.config, layers, seeded)
-        unseeded = build_rank_space(self.config, layers, None)
-        self.progress(
-            f"rank space: {space.size():,} plans"
-            + (f" (seeded; {unseeded.size():,} unseeded)" if space.seeded else "")
-        )
+        seed_data = seed.seed_data() if seed is not None else None
+        space = build_rank_space(self.config, inputs.layers, seed_data, inputs.input_hw)
+        _, unseeded = per_layer_sizes(self.config, inputs.layers, seed_data)
+        self.progress(f"rank space: {describe(space)}; per_layer unseeded: {unseeded:,} plans")
         return space, unseeded
 
     # ---- the trials ----------------------------------------------------------------------------
 
-    def _fit(
-        self, tracking: SweepTracking, setup: TrialSetup, space: RankSpace
-    ) -> tuple[tune.ResultGrid, int, int]:
+    def _fit(self, tracking: SweepTracking, setup: TrialSetup) -> tuple[tune.ResultGrid, int, int]:
         """Run the trials; end the parent run FINISHED, or KILLED (with the trial runs still
         open) when Ctrl-C stopped the sweep. Returns the results, how many trials ended and
         how many the sweep has."""
-        params = param_space(self.config, space)
+        params = param_space(self.config, setup.space)
         expected = trial_count(self.config, params)
         callback = TrialRunsCallback(
             tracking_uri=self.tracking_uri,
@@ -258,7 +261,7 @@ class SweepLauncher:
             parent_run_id=tracking.parent_run_id,
             max_epochs=self.config.max_t,
             target_accuracy=self.config.stopping.target_accuracy,
-            describe_trial=TrialDescriber(setup.config, setup.layers, setup.data_shape),
+            describe_trial=TrialDescriber(setup.config, setup.space, setup.data_shape),
         )
         if tune.Tuner.can_restore(self.store.experiment_path):
             self.progress(f"resuming the Ray Tune experiment in {self.store.experiment_path}")

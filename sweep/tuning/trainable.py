@@ -1,7 +1,7 @@
 """The Ray Tune function trainable: one trial = one Lightning fit of a Tucker CNN.
 
 Everything the trial needs arrives through `tune.with_parameters` (Ray's object store, so it
-reaches every node): the sweep config, the model's conv layers, the dense baseline's weights
+reaches every node): the sweep config, its rank space, the dense baseline's weights
 for HOOI initialisation, and any extra Lightning callbacks the launcher was given. Trials
 report val_acc, val_loss, train_loss and train_acc once per epoch (EpochReport), and a
 restarted trial continues from its last checkpoint. Workers need no MLflow access: the driver
@@ -21,11 +21,10 @@ from ray import tune
 
 from lightning_modules.data import DataShape
 from lightning_modules.module import TuckerClassifier
-from lightning_modules.nets import ConvLayer
 from lightning_modules.trainer import make_trainer
 from sweep.builders import classifier_options, prepare_data_once_per_node, sweep_datamodule
 from sweep.config import SweepConfig
-from sweep.space import TrialPlan, decode_trial
+from sweep.space import RankSpace, TrialPlan
 from sweep.tuning.epoch_report import CHECKPOINT_FILE, EpochReport
 
 # Makes one Lightning callback for one attempt of one trial (see launch_sweep).
@@ -37,7 +36,7 @@ class TrialSetup:
     """Shared by every trial of a sweep (shipped once through the object store)."""
 
     config: SweepConfig
-    layers: tuple[ConvLayer, ...]
+    space: RankSpace  # decodes a trial's sampled config into its rank plan
     data_shape: DataShape
     baseline_state: dict[str, torch.Tensor] | None  # dense weights for init="hooi"
     trial_callbacks: Sequence[TrialCallbackFactory] = field(default=())
@@ -56,7 +55,7 @@ def build_trial_classifier(setup: TrialSetup, plan: TrialPlan) -> TuckerClassifi
 def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
     """The function trainable: decode, build, fit; resume from Tune's checkpoint if any."""
     config = setup.config
-    plan = decode_trial(trial_config, config, setup.layers)
+    plan = setup.space.decode(trial_config)
     pl.seed_everything(config.training.seed, verbose=False)
     datamodule = sweep_datamodule(config)
     prepare_data_once_per_node(datamodule)

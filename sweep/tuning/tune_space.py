@@ -5,6 +5,7 @@ Rank triples are Tune choices of their text form ("16x8x3", sweep.trial_params):
 
     mode per_layer: {"ranks.block2.conv1": choice(["8x4x2", "16x8x3"]), ..., "lr": ..., "init": ...}
     mode ratio:     {"ratio_out": choice([...]), "ratio_in": ..., "ratio_spatial": ..., ...}
+    mode budget:    {"compression": loguniform(2, 30), "lr": ..., "init": ...}
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 
-from sweep.config import LearningRateRange, SweepConfig
+from sweep.config import SearchRange, SweepConfig
 from sweep.space import RankSpace
-from sweep.trial_params import INIT_KEY, LR_KEY, RATIO_KEYS, TUNE_RANKS_PREFIX, encode_ranks
+from sweep.trial_params import (
+    COMPRESSION_KEY,
+    INIT_KEY,
+    LR_KEY,
+    RATIO_KEYS,
+    TUNE_RANKS_PREFIX,
+    encode_ranks,
+)
 
 
 def _categorical(values: Sequence[Any], grid: bool) -> Any:
@@ -29,11 +37,22 @@ def _categorical(values: Sequence[Any], grid: bool) -> Any:
     return tune.grid_search(values) if grid else tune.choice(values)
 
 
+def _sampled(value: float | list[float] | SearchRange, grid: bool) -> Any:
+    """A number, a list of choices, or a range (log-)uniformly sampled."""
+    if isinstance(value, SearchRange):
+        return (tune.loguniform if value.log else tune.uniform)(value.low, value.high)
+    if isinstance(value, list):
+        return _categorical(value, grid)
+    return value
+
+
 def param_space(config: SweepConfig, space: RankSpace) -> dict[str, Any]:
     """The Ray Tune `param_space` for the Tuner."""
     grid = config.search.algorithm == "grid"
     params: dict[str, Any] = {}
-    if space.mode == "ratio":
+    if space.mode == "budget":
+        params[COMPRESSION_KEY] = _sampled(config.decomposition.compression, grid)
+    elif space.mode == "ratio":
         for key, choices in zip(RATIO_KEYS, space.ratio_choices, strict=True):
             params[key] = _categorical(choices, grid)
     else:
@@ -41,13 +60,7 @@ def param_space(config: SweepConfig, space: RankSpace) -> dict[str, Any]:
             params[TUNE_RANKS_PREFIX + name] = _categorical(
                 [encode_ranks(r) for r in choices], grid
             )
-    lr = config.search.lr
-    if isinstance(lr, LearningRateRange):
-        params[LR_KEY] = (tune.loguniform if lr.log else tune.uniform)(lr.low, lr.high)
-    elif isinstance(lr, list):
-        params[LR_KEY] = _categorical(lr, grid)
-    else:
-        params[LR_KEY] = lr
+    params[LR_KEY] = _sampled(config.search.lr, grid)
     params[INIT_KEY] = _categorical(config.decomposition.init, grid)
     return params
 
