@@ -223,6 +223,7 @@ _CONFIG_HELP = "A sweep YAML whose tracking (and cluster) settings to use."
 _TRACKING_HELP = "MLflow tracking URI (default: the config's, $MLFLOW_TRACKING_URI or ./mlflow.db)."
 _EXPERIMENT_HELP = "MLflow experiment (default: tucker-sweep)."
 REPORT_FORMATS = ("md", "json", "html")
+MINIMISE = ("params", "flops")
 
 
 def _tracking_settings(config: Path | None, tracking_uri: str | None,
@@ -267,6 +268,13 @@ def report(
     min_compression: Annotated[
         float, typer.Option(min=0.0, help="Minimum compression of the recommended plan.")
     ] = 1.0,
+    max_drop: Annotated[
+        float,
+        typer.Option(min=0.0, help="Points of val acc the plan may lose against dense."),
+    ] = 0.5,
+    minimise: Annotated[
+        str, typer.Option(help="What the recommended plan has least of: params or flops.")
+    ] = "params",
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="Also log the files on the sweep's MLflow run.")
     ] = True,
@@ -277,17 +285,23 @@ def report(
     """Best ranks of a sweep: trials, Pareto fronts, baseline, convergence, ASHA's saving."""
     if output_format not in REPORT_FORMATS:
         raise ConfigError(f"--format: one of {', '.join(REPORT_FORMATS)}, got {output_format!r}")
+    if minimise not in MINIMISE:
+        raise ConfigError(f"--minimise: one of {', '.join(MINIMISE)}, got {minimise!r}")
     max_params = _parse_count(budget, "--budget")
     settings = _tracking_settings(config, tracking_uri, experiment)
+    from sweep.report.schema import Criteria
     from sweep.report.write import write_sweep_report
 
+    criteria = Criteria(
+        max_params=max_params, min_compression=min_compression, max_drop=max_drop,
+        minimise=minimise,  # type: ignore[arg-type]
+    )  # fmt: skip
     outcome = write_sweep_report(
         settings.tracking.resolved_uri(),
         sweep,
         settings.tracking.experiment,
         out,
-        max_params=max_params,
-        min_compression=min_compression,
+        criteria=criteria,
         log_artifacts=log,
     )
     if output_format == "json":

@@ -268,12 +268,26 @@ class DecompositionConfig(StrictModel):
 
 class SearchConfig(StrictModel):
     algorithm: Literal["random", "grid", "optuna"] = "random"
+    # What the searcher optimises: val_acc (maximised), and optionally a cost (minimised) for
+    # Optuna's multi-objective search. ASHA stops trials on scheduler.metric either way.
+    objectives: list[Literal["val_acc", "params", "flops"]] = Field(
+        default_factory=lambda: ["val_acc"]
+    )
     num_samples: int = Field(24, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as resources allow
     lr: float | list[float] | SearchRange = Field(
         default_factory=lambda: SearchRange(low=0.02, high=0.1)
     )
     seed: int = 0
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, values: list[str]) -> list[str]:
+        if not values or values[0] != "val_acc":
+            raise ValueError(f"the first objective must be val_acc, got {values}")
+        if len(values) > 2 or (len(values) == 2 and values[1] == "val_acc"):
+            raise ValueError(f"val_acc and at most one of params, flops, got {values}")
+        return values
 
     @field_validator("lr")
     @classmethod
@@ -366,6 +380,11 @@ class SweepConfig(StrictModel):
                 f"scheduler.max_t ({max_t})"
             )
         grid = self.search.algorithm == "grid"
+        if len(self.search.objectives) > 1 and self.search.algorithm != "optuna":
+            raise ValueError(
+                f"search.objectives: {self.search.objectives} needs search.algorithm: optuna "
+                f"(multi-objective search), not {self.search.algorithm}"
+            )
         if grid and isinstance(self.search.lr, SearchRange):
             raise ValueError("search.lr: grid search needs a list of learning rates, not a range")
         decomposition = self.decomposition

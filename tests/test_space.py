@@ -16,7 +16,7 @@ from sweep.config import SweepConfig, build_config
 from sweep.errors import ConfigError
 from sweep.space import SeedData, build_rank_space, ratio_triples
 from sweep.trial_params import TUNE_RANKS_PREFIX, decode_ranks, encode_ranks
-from sweep.tuning.tune_space import param_space, trial_count
+from sweep.tuning.tune_space import param_space, searcher, trial_count
 
 LAYERS = tuple(conv_layers(build_model("vgg_small", 1, 10, width=16)))
 
@@ -154,3 +154,32 @@ def test_budget_mode_needs_a_seed():
         config(decomposition={"mode": "budget", "seed": False})
     with pytest.raises(ConfigError, match="needs a seed"):
         build_rank_space(config(decomposition={"mode": "budget"}), LAYERS, None)
+
+
+def test_multi_objective_search_tells_optuna_accuracy_and_cost():
+    objectives = {"algorithm": "optuna", "objectives": ["val_acc", "params"]}
+    settings = config(decomposition={"mode": "ratio"}, search=objectives)
+    optuna_search = searcher(settings)
+    space = build_rank_space(settings, LAYERS)
+    optuna_search.set_search_properties(None, None, param_space(settings, space))
+    for index in range(3):
+        trial_id = f"t{index}"
+        assert space.decode(optuna_search.suggest(trial_id)).rank_plan
+        # What a trial's last result carries (EpochReport adds the plan's cost to each one).
+        optuna_search.on_trial_complete(trial_id, {"val_acc": 0.5 + index / 10, "params": 1e5})
+    study = optuna_search._ot_study  # Ray keeps the Optuna study private; only a test reads it
+    assert [trial.values for trial in study.trials] == [[0.5, 1e5], [0.6, 1e5], [0.7, 1e5]]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        ({"objectives": ["val_acc", "params"]}, "needs search.algorithm: optuna"),
+        ({"algorithm": "optuna", "objectives": ["params"]}, "first objective must be val_acc"),
+        ({"algorithm": "optuna", "objectives": ["val_acc", "params", "flops"]}, "at most one"),
+    ],
+)
+def test_objectives_that_cannot_run_are_refused(search, message):
+    with pytest.raises(ValueError, match=message):
+        config(search=search)

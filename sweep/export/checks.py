@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-
-import torch
-from torch import nn
 
 ACCURACY_TOLERANCE = 1e-6
 
@@ -14,16 +10,6 @@ ACCURACY_TOLERANCE = 1e-6
 class ExportCheckError(Exception):
     """The exported model does not reproduce the trial's logged accuracy (a failed check,
     not bad input: the CLI exits with status 1)."""
-
-
-@torch.no_grad()
-def val_accuracy(network: nn.Module, loader: Iterable) -> float:
-    """Micro-averaged accuracy over the loader, as the trials' val_acc is computed."""
-    correct = total = 0
-    for images, labels in loader:
-        correct += int((network(images).argmax(dim=1) == labels).sum())
-        total += int(labels.numel())
-    return correct / total
 
 
 def accuracy_tolerance(trained_on_gpu: bool, val_size: int) -> tuple[float, str | None]:

@@ -13,18 +13,19 @@ from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
 from lightning_modules.data import ClassificationDataModule
+from lightning_modules.evaluation import accuracy
 from lightning_modules.module import TuckerClassifier
 from sweep.builders import sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, ReportError, describe_validation_error
-from sweep.export.checks import accuracy_tolerance, check_accuracy, val_accuracy
+from sweep.export.checks import accuracy_tolerance, check_accuracy
 from sweep.export.model_card import model_card
 from sweep.export.registry import Registered, register_export, version_tags
 from sweep.export.torchscript import fix_implementations, save_traced
 from sweep.report.ranking import best_trial
 from sweep.tracking.names import EXPERIMENT_PATH_TAG, TRIAL_ID_TAG
 from sweep.tracking.sweep_runs import RunRecord, SweepRuns, find_trial, load_sweep, metric_history
-from sweep.tuning.results import KeptCheckpoint, kept_checkpoints
+from sweep.tuning.results import KeptCheckpoint, choose_kept, kept_checkpoints
 from sweep.tuning.storage import SweepStore
 
 FILES = {
@@ -92,11 +93,7 @@ def _choose_checkpoint(
     if not kept:
         raise ReportError(f"trial {trial.trial_name} has no checkpoint in the sweep's Tune results")
     accuracy = dict(metric_history(client, trial.run_id, "val_acc"))
-    scored = [(accuracy[c.epoch], c.epoch, c) for c in kept if c.epoch in accuracy]
-    if not scored:
-        epochs = ", ".join(str(c.epoch) for c in kept)
-        raise ReportError(f"no logged val_acc for the kept checkpoints (epochs {epochs})")
-    logged, _, checkpoint = max(scored, key=lambda item: item[:2])
+    checkpoint, logged = choose_kept(kept, accuracy)
     best_epoch = max(accuracy, key=lambda epoch: (accuracy[epoch], -epoch))
     notes = []
     if accuracy[best_epoch] > logged:
@@ -149,13 +146,13 @@ def _write_files(
     ).eval()
     network = classifier.model
     loader = datamodule.val_dataloader()  # sets the data module up: same seed, same split
-    checkpoint_acc = val_accuracy(network, loader)
+    checkpoint_acc = accuracy(network, loader)
     torch.save(network.state_dict(), files["state_dict"])
     example = next(iter(loader))[0]
     implementations = fix_implementations(network, example)
     save_traced(network, example, datamodule.val_tensors()[0][-7:], files["torchscript"])
     scripted = torch.jit.load(str(files["torchscript"]), map_location="cpu")
-    torchscript_acc = val_accuracy(scripted, loader)
+    torchscript_acc = accuracy(scripted, loader)
     card = model_card(
         classifier, datamodule, runs, chosen.trial, chosen.checkpoint.epoch,
         chosen.logged_val_acc, implementations,

@@ -20,18 +20,24 @@ from mlflow.tracking import MlflowClient
 from sweep.errors import ReportError
 from sweep.report.convergence import convergence
 from sweep.report.ranking import is_finished, pareto_front, ranking_key
+from sweep.report.recommend import recommend
 from sweep.report.schema import (
     AshaSaving,
     BaselineEntry,
     Criteria,
     Curve,
-    Recommendation,
     Report,
     SweepInfo,
     TrialEntry,
 )
 from sweep.tracking.convergence import convergence_metrics
-from sweep.tracking.names import SECONDS_METRIC, TRIAL_ID_TAG, trial_index
+from sweep.tracking.names import (
+    ESTIMATED_ERROR_METRIC,
+    SECONDS_METRIC,
+    TEST_ACC_METRIC,
+    TRIAL_ID_TAG,
+    trial_index,
+)
 from sweep.tracking.sweep_runs import (
     RunRecord,
     SweepRuns,
@@ -39,9 +45,11 @@ from sweep.tracking.sweep_runs import (
     natural_key,
     trial_status,
 )
-from sweep.trial_params import RATIO_KEYS
+from sweep.trial_params import RATIO_KEYS, TARGET_COMPRESSION_PARAM
 
 TOP_CURVES = 5
+# No budget, smaller than dense, within half a point of the dense reference, fewest parameters.
+DEFAULT_CRITERIA = Criteria(max_params=None, min_compression=1.0, max_drop=0.5, minimise="params")
 _SWEEP_STATES = {
     "FINISHED": "finished",
     "RUNNING": "running",
@@ -123,10 +131,13 @@ def _trial_entry(
         compression=run.metric("compression"),
         flops_reduction=baseline_flops / flops if baseline_flops and flops else None,
         best_val_acc=figures.best_val_acc,
+        test_acc=run.metric(TEST_ACC_METRIC),
         epochs_to_target=figures.epochs_to_target,
         seconds_to_target=figures.seconds_to_target,
         epochs_run=figures.epochs_run,
         wall_seconds=figures.wall_seconds,
+        target_compression=_float_param(run.params, TARGET_COMPRESSION_PARAM),
+        estimated_error=run.metric(ESTIMATED_ERROR_METRIC),
         on_pareto_params=run.run_id in fronts[0],
         on_pareto_flops=run.run_id in fronts[1],
     )
@@ -138,40 +149,6 @@ def _is_finished(entry: TrialEntry) -> bool:
 
 def _ranking(entry: TrialEntry) -> tuple:
     return ranking_key(entry.best_val_acc, entry.params, entry.trial_name)
-
-
-def _recommend(
-    finished: list[TrialEntry], criteria: Criteria, baseline: BaselineEntry | None
-) -> Recommendation:
-    budget = math.inf if criteria.max_params is None else criteria.max_params
-    eligible = [
-        entry
-        for entry in finished
-        if (entry.params or 0) <= budget and (entry.compression or 0.0) >= criteria.min_compression
-    ]
-    wanted = [f"compression >= {criteria.min_compression:g}x"]
-    if criteria.max_params is not None:
-        wanted.insert(0, f"params <= {criteria.max_params:,}")
-    wanted_text = " and ".join(wanted)
-    if not eligible:
-        return Recommendation(
-            criteria=criteria,
-            trial=None,
-            eligible_trials=0,
-            accuracy_delta=None,
-            note=f"no finished trial has {wanted_text}",
-        )
-    choice = min(eligible, key=_ranking)
-    delta = None
-    if baseline is not None and baseline.best_val_acc is not None:
-        delta = choice.best_val_acc - baseline.best_val_acc  # type: ignore[operator]
-    return Recommendation(
-        criteria=criteria,
-        trial=choice,
-        eligible_trials=len(eligible),
-        accuracy_delta=delta,
-        note=f"best accuracy among the {len(eligible)} finished trials with {wanted_text}",
-    )
 
 
 def _asha(runs: SweepRuns, entries: list[TrialEntry]) -> AshaSaving:
@@ -207,6 +184,7 @@ def _baseline_entry(run: RunRecord | None) -> BaselineEntry | None:
         params=_rounded(run.metric("params")),
         flops=_rounded(run.metric("flops")),
         best_val_acc=run.metric("best_val_acc"),
+        test_acc=run.metric(TEST_ACC_METRIC),
         epochs_to_target=_rounded(run.metric("epochs_to_target")),
         seconds_to_target=run.metric("seconds_to_target"),
         epochs_run=_rounded(run.metric("epochs_run")),
@@ -290,8 +268,7 @@ def _curves(
 def build_report(
     client: MlflowClient,
     runs: SweepRuns,
-    max_params: int | None = None,
-    min_compression: float = 1.0,
+    criteria: Criteria = DEFAULT_CRITERIA,
     top_curves: int = TOP_CURVES,
     plots: dict[str, str] | None = None,
 ) -> Report:
@@ -302,7 +279,6 @@ def build_report(
     finished = [entry for entry in entries if _is_finished(entry)]
     best = finished[0] if finished else None
     layers = sorted({layer for entry in entries for layer in entry.ranks}, key=natural_key)
-    criteria = Criteria(max_params=max_params, min_compression=min_compression)
     return Report(
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         sweep=_sweep_info(runs, layers),
@@ -310,7 +286,7 @@ def build_report(
         trials=entries,
         counts=dict(sorted(Counter(entry.status for entry in entries).items())),
         best=best,
-        recommended=_recommend(finished, criteria, baseline),
+        recommended=recommend(finished, criteria, baseline),
         pareto_params=_front(finished, "params"),
         pareto_flops=_front(finished, "flops"),
         convergence=convergence(finished, baseline, target, best),

@@ -46,6 +46,25 @@ def best_trial(runs: SweepRuns) -> RunRecord | None:
     )
 
 
+def front_trials(runs: SweepRuns) -> list[RunRecord]:
+    """The finished trials on the accuracy/parameters or the accuracy/FLOPs Pareto front, by
+    validation accuracy."""
+    finished = [
+        run
+        for run in runs.trials
+        if is_finished(trial_status(run), run.metric("params"), run.metric("best_val_acc"))
+    ]
+    on_front: set[str] = set()
+    for cost in ("params", "flops"):
+        points = [
+            (run.run_id, run.metric(cost), run.metric("best_val_acc"))
+            for run in finished
+            if run.metric(cost) is not None
+        ]
+        on_front.update(pareto_front(points))  # type: ignore[arg-type]
+    return [run for run in finished if run.run_id in on_front]
+
+
 def pareto_front(points: Sequence[tuple[Key, float, float]]) -> list[Key]:
     """Keys of the points (key, cost, accuracy) that no other point dominates (no more
     cost and no less accuracy, and better in one), in order of increasing cost."""

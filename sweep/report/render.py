@@ -119,6 +119,7 @@ def _front_row(entry: TrialEntry) -> list[str]:
         flops(entry.flops),
         times(entry.compression),
         acc(entry.best_val_acc),
+        acc(entry.test_acc),
         plan_text(entry),
     ]
 
@@ -138,10 +139,12 @@ def _side_by_side(report: Report) -> dict[str, list] | None:
     base_acc = report.baseline.best_val_acc if report.baseline else None
     entries = [entry for _, entry in columns]
 
-    def versus_dense(entry: BaselineEntry | TrialEntry) -> str:
-        if base_acc is None or entry.best_val_acc is None or entry is report.baseline:
+    base_test = report.baseline.test_acc if report.baseline else None
+
+    def versus_dense(value: float | None, reference: float | None, entry: object) -> str:
+        if reference is None or value is None or entry is report.baseline:
             return _MISSING
-        return delta(entry.best_val_acc - base_acc)
+        return delta(value - reference)
 
     def compression(entry: BaselineEntry | TrialEntry) -> str:
         return "1.00x" if isinstance(entry, BaselineEntry) else times(entry.compression)
@@ -149,7 +152,9 @@ def _side_by_side(report: Report) -> dict[str, list] | None:
     target = report.sweep.target_accuracy
     rows = [
         ["best val acc", *(acc(e.best_val_acc) for e in entries)],
-        ["accuracy vs dense", *(versus_dense(e) for e in entries)],
+        ["accuracy vs dense", *(versus_dense(e.best_val_acc, base_acc, e) for e in entries)],
+        ["test acc", *(acc(e.test_acc) for e in entries)],
+        ["test acc vs dense", *(versus_dense(e.test_acc, base_test, e) for e in entries)],
         ["params", *(count(e.params) for e in entries)],
         ["compression", *(compression(e) for e in entries)],
         ["FLOPs", *(flops(e.flops) for e in entries)],
@@ -214,6 +219,10 @@ def _environment() -> jinja2.Environment:
         front_row=_front_row,
         trial_row=_trial_row,
         versus_baseline=_versus_baseline,
+        test_text=lambda entry: (
+            "" if entry.test_acc is None else f", test acc {acc(entry.test_acc)}"
+        ),
+        capitalize_first=lambda text: text[:1].upper() + text[1:],
     )
     return environment
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = f"https://github.com/tucker-sweep/tucker-sweep/report-schema/v{SCHEMA_VERSION}.json"
 
@@ -45,22 +45,31 @@ class TrialEntry(_Model):
     flops: int | None = Field(description="multiply-adds per image")
     compression: float | None = Field(description="dense parameters / parameters")
     flops_reduction: float | None = Field(description="baseline FLOPs / FLOPs")
-    best_val_acc: float | None
+    best_val_acc: float | None = Field(description="selects: the best validation accuracy")
+    test_acc: float | None = Field(
+        description="judges: test accuracy of the best validation epoch, measured once for a "
+        "trial that ran to max_t or is on a Pareto front (null otherwise); never used to select"
+    )
     epochs_to_target: int | None = Field(description="first epoch at the target accuracy")
     seconds_to_target: float | None
     epochs_run: int | None
     wall_seconds: float | None
+    target_compression: float | None = Field(description="the sampled target (budget mode)")
+    estimated_error: float | None = Field(
+        description="the allocator's largest estimated relative Tucker error (budget mode)"
+    )
     on_pareto_params: bool = Field(description="on the accuracy/parameters Pareto front")
     on_pareto_flops: bool = Field(description="on the accuracy/FLOPs Pareto front")
 
 
 class BaselineEntry(_Model):
-    """The dense model the Tucker trials are compared with."""
+    """The dense reference the Tucker trials are compared with, trained as long as a trial."""
 
     run_id: str
     params: int | None
     flops: int | None
     best_val_acc: float | None
+    test_acc: float | None = Field(description="test accuracy of its best validation epoch")
     epochs_to_target: int | None
     seconds_to_target: float | None
     epochs_run: int | None
@@ -70,15 +79,24 @@ class BaselineEntry(_Model):
 class Criteria(_Model):
     max_params: int | None = Field(description="parameter budget (None: no budget)")
     min_compression: float
+    max_drop: float = Field(description="points of val acc a plan may lose against dense")
+    minimise: Literal["params", "flops"] = Field(description="what the plan has least of")
 
 
 class Recommendation(_Model):
-    """The best accuracy among the trials that meet the criteria (ties: fewer parameters)."""
+    """The plan with the fewest parameters (or FLOPs) among the finished trials that meet the
+    criteria and whose val acc is within max_drop points of the dense reference's (ties: the
+    higher val acc). Without a dense reference: the best val acc that meets the criteria."""
 
     criteria: Criteria
     trial: TrialEntry | None
-    eligible_trials: int = Field(description="finished trials that meet the criteria")
-    accuracy_delta: float | None = Field(description="trial's best val acc - the baseline's")
+    eligible_trials: int = Field(description="finished trials that meet the budget criteria")
+    within_tolerance: int | None = Field(description="... and are within max_drop of dense")
+    accuracy_delta: float | None = Field(description="trial's best val acc - the reference's")
+    test_accuracy_delta: float | None = Field(description="trial's test acc - the reference's")
+    closest: TrialEntry | None = Field(
+        description="when no trial is within tolerance: the one with the best val acc"
+    )
     note: str
 
 
@@ -154,7 +172,7 @@ class Report(_Model):
         json_schema_extra={"$id": SCHEMA_ID, "$schema": JSON_SCHEMA_DIALECT},
     )
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     generated_at: str = Field(description="ISO 8601, UTC")
     sweep: SweepInfo
     baseline: BaselineEntry | None

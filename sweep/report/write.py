@@ -11,8 +11,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sweep.errors import TrackingError, first_line
-from sweep.report.build import build_report
-from sweep.report.schema import Report
+from sweep.report.build import DEFAULT_CRITERIA, build_report
+from sweep.report.schema import Criteria, Report
 from sweep.tracking.names import REPORT_ARTIFACT_PATH
 from sweep.tracking.sweep_runs import RunRecord, load_sweep
 
@@ -38,8 +38,7 @@ def write_sweep_report(
     experiment: str,
     out_dir: Path | None = None,
     *,
-    max_params: int | None = None,
-    min_compression: float = 1.0,
+    criteria: Criteria = DEFAULT_CRITERIA,
     log_artifacts: bool = True,
 ) -> ReportOutcome:
     """Read the sweep (the latest in the experiment when `sweep` is None) from MLflow, write
@@ -56,7 +55,7 @@ def write_sweep_report(
     client, runs = load_sweep(tracking_uri, sweep, experiment)
     folder = Path(out_dir) if out_dir is not None else Path("reports") / runs.name
     folder.mkdir(parents=True, exist_ok=True)
-    report = build_report(client, runs, max_params, min_compression)
+    report = build_report(client, runs, criteria)
     plot_files = render_plots(report, folder)
     report = report.model_copy(update={"plots": {k: p.name for k, p in plot_files.items()}})
     markdown = render_markdown(report)

@@ -107,7 +107,7 @@ def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = N
         client,
         experiment_id,
         [row for row in baseline.history if row["epoch"] > 0],
-        baseline.cost_metrics(),
+        baseline.static_metrics(),
         config.stopping.target_accuracy,
     )
     try:

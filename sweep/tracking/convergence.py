@@ -23,14 +23,14 @@ def final_metrics(
     epochs: EpochHistory,
     last_epoch: int,
     target_accuracy: float,
-    cost_metrics: Mapping[str, float],
+    static_metrics: Mapping[str, float],
     stopped_early: bool,
 ) -> dict[str, float]:
-    """Cost, convergence, epochs_run, stopped_early and wall_seconds (the seconds at the last
-    epoch) of a run that ended after `last_epoch`."""
+    """The static metrics (cost, ...), convergence, epochs_run, stopped_early and wall_seconds
+    (the seconds at the last epoch) of a run that ended after `last_epoch`."""
     last = epochs.get(last_epoch)
     return {
-        **cost_metrics,
+        **static_metrics,
         **convergence_metrics(epochs, target_accuracy),
         "epochs_run": last_epoch,
         "stopped_early": float(stopped_early),

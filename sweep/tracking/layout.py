@@ -96,12 +96,13 @@ def log_baseline_run(
     client: MlflowClient,
     experiment_id: str,
     history: list[dict[str, float]],
-    cost_metrics: Mapping[str, float],
+    static_metrics: Mapping[str, float],
     target_accuracy: float,
     parent_run_id: str | None = None,
 ) -> str:
     """The dense baseline as a run (a child of the sweep when there is one): per-epoch
-    metrics and the same final metrics as a trial, so reports compare like with like."""
+    metrics and the same final metrics as a trial, so reports compare like with like;
+    `static_metrics` are its cost (and test accuracy, when measured)."""
     tags = {KIND_TAG: "baseline"}
     if parent_run_id is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
@@ -110,7 +111,7 @@ def log_baseline_run(
     epochs = {int(row["epoch"]): (row.get("val_acc", math.nan), row.get(SECONDS_METRIC, math.nan))
               for row in history}  # fmt: skip
     last = len(history)
-    final = final_metrics(epochs, last, target_accuracy, cost_metrics, stopped_early=False)
+    final = final_metrics(epochs, last, target_accuracy, static_metrics, stopped_early=False)
     log_final_metrics(client, run_id, final, last)
     return run_id
 

@@ -19,6 +19,8 @@ EPOCH_METRICS = ("val_acc", "val_loss", "train_loss", "train_acc")
 SECONDS_METRIC = "trial_seconds"
 # Static figures of a plan, logged once.
 COST_METRICS = ("params", "flops", "compression")
+# Accuracy on the test split of the best validation epoch, measured once, never used to select.
+TEST_ACC_METRIC = "test_acc"
 # Budget mode: the allocator's estimate of the plan's largest relative Tucker error.
 ESTIMATED_ERROR_METRIC = "estimated_error"
 # Logged when a run ends (see layout.final_metrics).

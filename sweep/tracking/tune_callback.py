@@ -25,6 +25,7 @@ from sweep.tracking.names import (
     NODES_TAG,
     SECONDS_METRIC,
     STOP_REASON_TAG,
+    TEST_ACC_METRIC,
     TRIAL_NAME_TAG,
 )
 from sweep.tracking.outbox import OUTAGE_ERRORS, MlflowOutbox, OutboxState
@@ -145,7 +146,7 @@ class TrialRunsCallback(LoggerCallback):
             progress.nodes.add(str(result["node_ip"]))
         if epoch in progress.epochs:
             return  # an epoch re-run after a failure: its first report stays the record
-        values = {key: result[key] for key in EPOCH_METRICS if key in result}
+        values = {key: result[key] for key in (*EPOCH_METRICS, TEST_ACC_METRIC) if key in result}
         values[SECONDS_METRIC] = result.get("time_total_s", math.nan)
         self.outbox.log_metrics(trial.trial_id, values, step=epoch)
         progress.epochs[epoch] = (

@@ -1,6 +1,7 @@
 """The dense baseline of a sweep: trained once as a Ray task, recorded as the sweep's `baseline`
-run, its trained kernels seeding the rank space; on resume, reloaded from the sweep's storage
-instead of trained again."""
+run (the dense reference, trained for max_t epochs), its briefly trained kernels seeding the
+rank space and initialising the trials; on resume, reloaded from the sweep's storage instead
+of trained again."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def train_baseline_on_ray(config: SweepConfig, shape: DataShape) -> BaselineResu
     remote = ray.remote(num_cpus=config.resources.cpu, num_gpus=config.resources.gpu)(
         train_baseline
     )
-    return ray.get(remote.remote(config, shape, baseline_epochs(config)))
+    return ray.get(remote.remote(config, shape, baseline_epochs(config), config.max_t))
 
 
 class BaselineStep:
@@ -43,25 +44,28 @@ class BaselineStep:
     def run(
         self, tracking: SweepTracking, shape: DataShape
     ) -> tuple[dict[str, torch.Tensor] | None, float | None]:
-        """The baseline's weights and validation accuracy; (None, None) when the sweep needs
-        no baseline (no seed, no HOOI initialisation)."""
+        """The baseline's weights after its first phase (for HOOI initialisation) and the
+        reference's best validation accuracy."""
         config = self.config
-        if not (config.decomposition.seed or "hooi" in config.decomposition.init):
-            return None, None
         if self.store.exists(BASELINE_WEIGHTS):
             self.progress("dense baseline: reusing the one trained before the interruption")
             return self._stored()
-        self.progress(f"dense baseline: training {baseline_epochs(config)} epochs")
+        self.progress(
+            f"dense baseline: training {baseline_epochs(config)} epochs for the seed, "
+            f"{max(config.max_t, baseline_epochs(config))} in all for the reference"
+        )
         baseline = train_baseline_on_ray(config, shape)
         run_id = log_baseline_run(
             tracking.client,
             tracking.experiment_id,
             baseline.history,
-            baseline.cost_metrics(),
+            baseline.static_metrics(),
             config.stopping.target_accuracy,
             parent_run_id=tracking.parent_run_id,
         )
-        self.progress(f"dense baseline: val_acc {baseline.val_acc:.4f}")
+        self.progress(
+            f"dense baseline: val_acc {baseline.val_acc:.4f}, test_acc {baseline.test_acc:.4f}"
+        )
         if config.decomposition.seed:
             self._write_seed(tracking, run_id, shape, baseline)
         # Saved last: its presence means the baseline step is complete (see above).

@@ -38,6 +38,7 @@ from sweep.tracking.names import CONFIG_ARTIFACT, EXPERIMENT_PATH_TAG
 from sweep.tracking.tune_callback import TrialRunsCallback
 from sweep.tuning.baseline_step import BaselineStep
 from sweep.tuning.cluster import check_cluster_resources, connect_ray
+from sweep.tuning.front_evaluation import evaluate_front
 from sweep.tuning.results import finished_trials
 from sweep.tuning.storage import SweepStore
 from sweep.tuning.trainable import TrialCallbackFactory, TrialSetup
@@ -127,6 +128,8 @@ class SweepLauncher:
         space, unseeded = self._rank_space(inputs)
         setup = TrialSetup(config, space, inputs.shape, baseline_state, self.trial_callbacks)
         results, finished, expected = self._fit(tracking, setup)
+        if finished == expected:
+            evaluate_front(config, self.store.experiment_path, self.progress)
         self._write_report(tracking.parent_run_id)
         if finished < expected:
             raise SweepInterrupted(

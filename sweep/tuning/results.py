@@ -89,3 +89,16 @@ def kept_checkpoints(experiment_path: str, trial_id: str) -> list[KeptCheckpoint
             kept[latest.path] = KeptCheckpoint(latest, _saved_epoch(latest))
         return sorted(kept.values(), key=lambda kept_one: kept_one.epoch)
     return []
+
+
+def choose_kept(
+    kept: list[KeptCheckpoint], val_acc: dict[int, float]
+) -> tuple[KeptCheckpoint, float]:
+    """The kept checkpoint with the best logged val_acc at its epoch (ties: the later), and
+    that val_acc. ReportError when no kept checkpoint has a logged val_acc."""
+    scored = [(val_acc[c.epoch], c.epoch, c) for c in kept if c.epoch in val_acc]
+    if not scored:
+        epochs = ", ".join(str(c.epoch) for c in kept) or "none"
+        raise ReportError(f"no logged val_acc for the kept checkpoints (epochs {epochs})")
+    logged, _, checkpoint = max(scored, key=lambda item: item[:2])
+    return checkpoint, logged

@@ -1,11 +1,11 @@
 """The Ray Tune function trainable: one trial = one Lightning fit of a Tucker CNN.
 
 Everything the trial needs arrives through `tune.with_parameters` (Ray's object store, so it
-reaches every node): the sweep config, its rank space, the dense baseline's weights
-for HOOI initialisation, and any extra Lightning callbacks the launcher was given. Trials
-report val_acc, val_loss, train_loss and train_acc once per epoch (EpochReport), and a
-restarted trial continues from its last checkpoint. Workers need no MLflow access: the driver
-records everything.
+reaches every node): the sweep config, its rank space, the dense baseline's weights for HOOI
+initialisation, and any extra Lightning callbacks the launcher was given. Trials report val_acc,
+val_loss, train_loss and train_acc once per epoch (EpochReport), a trial that runs to max_t also
+its test accuracy, and a restarted trial continues from its last checkpoint. Workers need no
+MLflow access: the driver records everything.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from ray import tune
 
 from lightning_modules.data import DataShape
+from lightning_modules.evaluation import BestValidationWeights
 from lightning_modules.module import TuckerClassifier
 from lightning_modules.trainer import make_trainer
 from sweep.builders import classifier_options, prepare_data_once_per_node, sweep_datamodule
@@ -60,8 +61,9 @@ def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
     datamodule = sweep_datamodule(config)
     prepare_data_once_per_node(datamodule)
     classifier = build_trial_classifier(setup, plan)
-    callbacks = [EpochReport(config.training.checkpoint_every)]
-    callbacks += [make() for make in setup.trial_callbacks]
+    best = BestValidationWeights()
+    report = EpochReport(best, classifier.cost_metrics(), config.training.checkpoint_every)
+    callbacks = [best, report, *(make() for make in setup.trial_callbacks)]
     trainer = make_trainer(config.max_t, callbacks=callbacks)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:

@@ -76,10 +76,17 @@ def trial_count(config: SweepConfig, params: Mapping[str, Any]) -> int:
 
 
 def searcher(config: SweepConfig) -> SearchAlgorithm | Searcher:
+    """Random or grid sampling, or Optuna: single-objective on val_acc, or multi-objective
+    on val_acc and a cost (the trials report both every epoch; Optuna reads a trial's last
+    result, its TPE sampler handles several objectives)."""
     if config.search.algorithm == "optuna":
         from ray.tune.search.optuna import OptunaSearch  # optuna: only when asked for
 
-        return OptunaSearch(metric="val_acc", mode="max", seed=config.search.seed)
+        objectives = config.search.objectives
+        if len(objectives) == 1:
+            return OptunaSearch(metric="val_acc", mode="max", seed=config.search.seed)
+        modes = ["max", *("min" for _ in objectives[1:])]
+        return OptunaSearch(metric=list(objectives), mode=modes, seed=config.search.seed)
     return BasicVariantGenerator(random_state=config.search.seed)
 
 
