@@ -1,6 +1,14 @@
 """Rank selection for the convs of a trained CNN: mode spectra, energy and VBMF rank estimates,
-and the per-layer candidate triples that seed a sweep (docs/design.md, "Rank selection")."""
+the per-layer candidate triples that seed a sweep (docs/design.md, "Rank selection"), and
+global rank allocation under a budget ("Rank allocation")."""
 
+from lightning_modules.ranks.allocation import (
+    Allocation,
+    AllocationError,
+    LayerSpectra,
+    allocate_minimax,
+    allocate_uniform_threshold,
+)
 from lightning_modules.ranks.candidates import (
     METHODS,
     Candidate,
@@ -16,10 +24,15 @@ from lightning_modules.ranks.vbmf import vbmf_rank
 
 __all__ = [
     "METHODS",
+    "Allocation",
+    "AllocationError",
     "Candidate",
     "LayerAnalysis",
+    "LayerSpectra",
     "ModeSpectra",
     "NoDecomposableLayersError",
+    "allocate_minimax",
+    "allocate_uniform_threshold",
     "analyse_layer",
     "candidate_ranks",
     "energy_rank",
