@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lightning_modules.data import make_datamodule
+from lightning_modules.evaluation import BestValidationWeights, accuracy
 from lightning_modules.module import NonFiniteLossError, TuckerClassifier
 from lightning_modules.nets import uniform_plan
 from lightning_modules.tucker import TuckerConv2d
@@ -101,3 +102,34 @@ def test_bad_hyper_parameters_are_refused():
         digits_classifier(optimizer="lbfgs")
     with pytest.raises(ValueError, match="lr must be a positive number"):
         digits_classifier(lr=float("nan"))
+
+
+def test_the_best_validation_epoch_is_kept_and_judged_on_the_test_split(tmp_path):
+    pl.seed_everything(0, verbose=False)
+    classifier = digits_classifier(lr=0.3)  # a high rate: validation accuracy wanders
+    best = BestValidationWeights()
+    history = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            history.append(float(trainer.callback_metrics["val_acc"]))
+
+    trainer = fit(classifier, 5, callbacks=[best, Record()])
+    assert best.best_epoch == 1 + max(range(len(history)), key=lambda i: (history[i], -i))
+    assert best.best_score == pytest.approx(max(history))
+    datamodule = trainer.datamodule
+    final = {k: v.clone() for k, v in classifier.state_dict().items()}
+    test_acc = best.evaluate_best(classifier, datamodule.test_dataloader())
+    # The module keeps its final weights; the figure is that of the best epoch's weights.
+    assert all(torch.equal(final[k], v) for k, v in classifier.state_dict().items())
+    best_model = digits_classifier(lr=0.3)
+    best_model.load_state_dict(best.best_state)
+    assert test_acc == accuracy(best_model, datamodule.test_dataloader())
+    assert accuracy(best_model, datamodule.val_dataloader()) == pytest.approx(best.best_score)
+    # Its state travels in Lightning checkpoints, so a resumed fit keeps its best epoch.
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]
+    restored = BestValidationWeights()
+    (state,) = [value for key, value in saved.items() if "BestValidationWeights" in key]
+    restored.load_state_dict(state)
+    assert (restored.best_epoch, restored.best_score) == (best.best_epoch, best.best_score)
