@@ -22,7 +22,10 @@ LAYERS = tuple(conv_layers(build_model("vgg_small", 1, 10, width=16)))
 
 
 def config(**sections) -> SweepConfig:
-    return SweepConfig.model_validate(sections)
+    """A sweep config; mode per_layer unless the test says otherwise (budget, the default,
+    needs a seed)."""
+    decomposition = {"mode": "per_layer", **sections.pop("decomposition", {})}
+    return SweepConfig.model_validate({"decomposition": decomposition, **sections})
 
 
 def test_rank_triples_round_trip_as_plain_strings():

@@ -28,6 +28,10 @@ def _cost(entry: TrialEntry, minimise: str) -> float:
     return math.inf if value is None else value
 
 
+def _trials(count: int) -> str:
+    return f"{count} finished trial{'' if count == 1 else 's'}"
+
+
 def _delta(value: float | None, reference: float | None) -> float | None:
     return None if value is None or reference is None else value - reference
 
@@ -57,8 +61,8 @@ def recommend(
             update={
                 "trial": choice,
                 "eligible_trials": len(eligible),
-                "note": f"best val acc among the {len(eligible)} finished trials with "
-                f"{constraints} (no dense reference to compare with)",
+                "note": f"best val acc among the {_trials(len(eligible))} with {constraints} "
+                "(no dense reference to compare with)",
             }
         )
     floor = reference - criteria.max_drop / 100
@@ -90,6 +94,6 @@ def recommend(
         accuracy_delta=_delta(choice.best_val_acc, reference),
         test_accuracy_delta=_delta(choice.test_acc, base_test),
         closest=None,
-        note=f"fewest {criteria.minimise} among the {len(within)} finished trials with "
-        f"{constraints} within {criteria.max_drop:g} pt of the dense val acc {reference:.4f}",
+        note=f"fewest {criteria.minimise} among the {_trials(len(within))} with {constraints} "
+        f"within {criteria.max_drop:g} pt of the dense val acc {reference:.4f}",
     )

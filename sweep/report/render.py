@@ -192,7 +192,7 @@ def _versus_baseline(entry: TrialEntry, baseline: BaselineEntry | None) -> str:
     if baseline is None or baseline.best_val_acc is None or entry.best_val_acc is None:
         return ""
     change = delta(entry.best_val_acc - baseline.best_val_acc)
-    return f" ({change} vs the dense baseline's {acc(baseline.best_val_acc)})"
+    return f" ({change} vs the dense reference's {acc(baseline.best_val_acc)})"
 
 
 # ---- templates ----------------------------------------------------------------------------------
