@@ -6,6 +6,7 @@ stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError, user_errors
+from sweep.live_view import LiveView
 
 app = typer.Typer(
     name="tucker-sweep",
@@ -25,6 +27,63 @@ app = typer.Typer(
 )
 # soft_wrap: a summary line stays one line when piped (rich would wrap it at 80 columns).
 console = Console(soft_wrap=True)
+
+
+# The flag that sets each config key: a bad value names the flag, not the config file.
+FLAGS = {
+    "name": "--name",
+    "data.name": "--data",
+    "data.options.path": "--data-path",
+    "model.name": "--model",
+    "ranks": "--ranks",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "optimizer.lr": "--lr",
+    "optimizer.name": "--optimizer",
+    "seed": "--seed",
+    "accelerator": "--accelerator",
+    "precision": "--precision",
+    "compile": "--compile",
+    "channels_last": "--channels-last/--no-channels-last",
+    "tracking.uri": "--tracking-uri",
+    "tracking.experiment": "--experiment",
+    "cluster.address": "--address",
+    "cluster.storage_path": "--storage-path",
+    "search.num_samples": "--num-samples",
+    "search.max_concurrent_trials": "--max-concurrent",
+    "search.algorithm": "--algorithm",
+    "scheduler.name": "--scheduler",
+    "decomposition.seed": "--seed/--no-seed",
+    "decomposition.seed_epochs": "--epochs",
+    "decomposition.thresholds": "--thresholds",
+    "decomposition.method": "--method",
+}
+
+
+def _source(key: str, flag_value: object, config: Path | None) -> str:
+    """Who set a config key, for a message: its flag when given, else the config file's key."""
+    if flag_value is not None:
+        return FLAGS[key]
+    return f"{config}: {key}" if config is not None else key
+
+
+def _check_tracking(settings: Any, flag_value: str | None, config: Path | None) -> None:
+    """A tracking URI MLflow cannot open as a store fails here, naming where it came from."""
+    from sweep.tracking.client import check_tracking_uri
+
+    if flag_value is None and settings.tracking.uri is None:
+        label = "$MLFLOW_TRACKING_URI"
+    else:
+        label = _source("tracking.uri", flag_value, config)
+    check_tracking_uri(settings.tracking.resolved_uri(), label)
+
+
+def _check_out(out: Path | None) -> None:
+    """An --out that is a file or cannot be created fails before any work is done."""
+    from sweep.folders import check_output_folder
+
+    if out is not None:
+        check_output_folder(out, "--out")
 
 
 @app.callback()
@@ -73,6 +132,18 @@ def train(
     ] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment.")] = None,
     accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu.")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="32-true (default), bf16-mixed or 16-mixed (GPU).")
+    ] = None,
+    compile_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--compile", help="torch.compile mode: off (default), default, reduce-overhead."
+        ),
+    ] = None,
+    channels_last: Annotated[
+        bool | None, typer.Option(help="Channels-last memory format (GPU tensor cores).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
     """Train one dense or Tucker CNN and record it in MLflow."""
@@ -91,10 +162,16 @@ def train(
         "tracking.uri": tracking_uri,
         "tracking.experiment": experiment,
         "accelerator": accelerator,
+        "precision": precision,
+        "compile": compile_mode,
+        "channels_last": channels_last,
     }
-    settings = build_config(TrainConfig, config, overrides)
-    from sweep.train import train_once  # Lightning: imported once the input is known good
+    settings = build_config(TrainConfig, config, overrides, flags=FLAGS)
+    _check_tracking(settings, tracking_uri, config)
+    from sweep.train import check_accelerator, check_execution, train_once  # Lightning: now
 
+    check_accelerator(settings.accelerator, _source("accelerator", accelerator, config))
+    check_execution(settings)
     result = train_once(settings, progress_bar=progress)
     console.print(
         f"val_acc {result.val_acc:.4f} | params {result.params:,} "
@@ -129,8 +206,16 @@ def launch(
     seed: Annotated[
         bool | None, typer.Option("--seed/--no-seed", help="Seed ranks from a dense baseline.")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option(help="Ray's and Tune's own logs and status tables (no live view).")
+    ] = False,
 ) -> None:
-    """Run a sweep over Tucker ranks with Ray Tune (ASHA), every trial recorded in MLflow."""
+    """Run a sweep over Tucker ranks with Ray Tune (ASHA), every trial recorded in MLflow.
+
+    SIGINT (Ctrl-C) or SIGTERM stops it cleanly: trials stop at their last checkpoint, no
+    MLflow run is left RUNNING, the partial report is written if there is anything to report,
+    and the `--resume` command is printed; the exit status is 130 or 143. A second signal stops
+    at once."""
     overrides = {
         "name": name,
         "cluster.address": address,
@@ -145,10 +230,21 @@ def launch(
     }
     from sweep.tuning.launch_config import sweep_config
 
-    settings = sweep_config(config, resume, storage_path, overrides)
+    settings = sweep_config(config, resume, storage_path, overrides, flags=FLAGS)
+    _check_tracking(settings, tracking_uri, config)
     from sweep.tuning.launch import launch_sweep  # Ray and Lightning: once the input is good
 
-    outcome = launch_sweep(settings, resume=resume is not None, progress=console.print)
+    if not verbose:
+        # MLflow's INFO lines (creating the tables of a new store) are for its own users.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+    with LiveView(console) as view:
+        outcome = launch_sweep(
+            settings,
+            resume=resume is not None,
+            progress=view.message,
+            show_progress=None if verbose else view.show,
+            verbose=verbose,
+        )
     best = "none" if outcome.best_val_acc is None else f"{outcome.best_val_acc:.4f}"
     console.print(
         f"sweep {outcome.name}: {outcome.num_trials} trials ({outcome.num_errors} failed), "
@@ -194,7 +290,9 @@ def seed(
         "tracking.uri": tracking_uri,
         "tracking.experiment": experiment,
     }
-    settings = build_config(SweepConfig, config, overrides)
+    settings = build_config(SweepConfig, config, overrides, flags=FLAGS)
+    _check_tracking(settings, tracking_uri, config)
+    _check_out(out)
     from sweep.seeding.seed import seed_command
 
     outcome = seed_command(settings, out, checkpoint)
@@ -232,7 +330,9 @@ def _tracking_settings(config: Path | None, tracking_uri: str | None,
     from sweep.config import SweepConfig, build_config
 
     overrides = {"tracking.uri": tracking_uri, "tracking.experiment": experiment}
-    return build_config(SweepConfig, config, overrides)
+    settings = build_config(SweepConfig, config, overrides, flags=FLAGS)
+    _check_tracking(settings, tracking_uri, config)
+    return settings
 
 
 def _parse_count(text: str | None, flag: str) -> int | None:
@@ -288,6 +388,7 @@ def report(
     if minimise not in MINIMISE:
         raise ConfigError(f"--minimise: one of {', '.join(MINIMISE)}, got {minimise!r}")
     max_params = _parse_count(budget, "--budget")
+    _check_out(out)
     settings = _tracking_settings(config, tracking_uri, experiment)
     from sweep.report.schema import Criteria
     from sweep.report.write import write_sweep_report
@@ -366,6 +467,7 @@ def export(
     experiment: Annotated[str | None, typer.Option(help=_EXPERIMENT_HELP)] = None,
 ) -> None:
     """Export a trial's model (checkpoint, state dict, TorchScript), verify it, register it."""
+    _check_out(out)
     settings = _tracking_settings(config, tracking_uri, experiment)
     if storage_path is None and config is not None:
         storage_path = settings.cluster.storage_path
@@ -406,10 +508,24 @@ def _fail(message: str, command_path: str = "tucker-sweep") -> None:
     sys.exit(2)
 
 
+_show_other_warning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:  # fmt: skip
+    """The project's own warnings (lightning_modules', sweep's) are written for people: one
+    line, like the errors, without Python's file and source line."""
+    if category.__module__.split(".")[0] in ("lightning_modules", "sweep"):
+        print(f"tucker-sweep: warning: {message}", file=sys.stderr)
+        return
+    _show_other_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     # Lightning 2.6 builds torch's deprecated LeafSpec on every step: noise users can't act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+    warnings.showwarning = _show_warning
     args = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
     try:
@@ -427,7 +543,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SweepInterrupted as interrupted:
         print(f"tucker-sweep: {interrupted}", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(interrupted.exit_status)
     except TuckerSweepError as error:
         _fail(str(error).replace("\n", " "))
     except user_errors() as error:  # evaluated only when an exception gets here

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -21,10 +22,12 @@ from pydantic import (
     model_validator,
 )
 
-from sweep.errors import ConfigError, describe_validation_error
+from lightning_modules.execution import ExecutionSetup
+from sweep.errors import ConfigError, describe_validation_error, problem_keys
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "tucker-sweep"
+SWEEP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 # A rank specification as YAML writes it: a ratio, "full", a triple, or per layer any of these.
 LayerRankSpec = float | str | tuple[int, int, int]
@@ -104,7 +107,26 @@ class TrackingConfig(StrictModel):
         return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-class TrainConfig(StrictModel):
+class ExecutionFields(StrictModel):
+    """How a fit runs on its device (lightning_modules.execution): fp32 eager by default."""
+
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
+    channels_last: bool = False
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML reads an unquoted `off` as false (and `on` as true).
+        return (
+            {False: "off", True: "default"}.get(value, value) if isinstance(value, bool) else value
+        )
+
+    def execution_setup(self) -> ExecutionSetup:
+        return ExecutionSetup(self.precision, self.compile, self.channels_last)
+
+
+class TrainConfig(ExecutionFields):
     """One training run (`tucker-sweep train`): dense when `ranks` is None."""
 
     data: DataConfig = Field(default_factory=DataConfig)
@@ -123,6 +145,15 @@ class TrainConfig(StrictModel):
     def _rank_spec(cls, value: Any) -> RankSpecConfig | None:
         return check_rank_spec(value)
 
+    @model_validator(mode="after")
+    def _runnable(self) -> TrainConfig:
+        # "auto" resolves to a device only when training starts (sweep.train checks it then).
+        device = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps"}.get(self.accelerator)
+        problem = device and self.execution_setup().problem_on(device)
+        if problem:
+            raise ValueError(f"{problem} (accelerator is {self.accelerator})")
+        return self
+
 
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 
@@ -138,21 +169,32 @@ def set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
     node[last] = value
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from a file, or ConfigError with a one-line reason."""
+def read_yaml(path: str | Path, source: str | None = None) -> dict[str, Any]:
+    """A YAML mapping from a file, or ConfigError with a one-line reason. `source` names the
+    file in messages (default: the path), for a copy the user never saw."""
     path = Path(path)
+    name = source or str(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {name}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{name}: not a YAML text file (not UTF-8: byte {error.object[error.start]:#04x} "
+            f"at offset {error.start})"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {name}: {error.strerror or error}") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+        raise ConfigError(f"{name}: not valid YAML{where}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, not a list or value")
+        raise ConfigError(f"{name}: the top level must be a mapping of keys, not a list or value")
     return raw
 
 
@@ -160,18 +202,41 @@ def build_config(
     model: type[ConfigModel],
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    flags: Mapping[str, str] | None = None,
+    source: str | None = None,
 ) -> ConfigModel:
     """Validate a config from an optional YAML file, with dotted-key overrides (CLI flags)
-    applied on top. Raises ConfigError naming the offending key."""
-    raw = read_yaml(path) if path is not None else {}
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(raw, key, value)
+    applied on top. Raises ConfigError naming the offending key; `flags` (dotted key -> flag)
+    makes a bad override name its flag instead, and `source` names the file (default: path)."""
+    raw = read_yaml(path, source) if path is not None else {}
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for key, value in given.items():
+        set_dotted(raw, key, value)
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        source = f"{path}: " if path is not None else ""
-        raise ConfigError(source + describe_validation_error(error)) from None
+        labels = {key: flag for key, flag in (flags or {}).items() if key in given}
+        raise ConfigError(_describe(error, source or path, labels)) from None
+
+
+def _describe(error: ValidationError, source: str | Path | None, labels: dict[str, str]) -> str:
+    """One line for a config that does not validate. A value a flag gave is blamed on the flag,
+    anything else on the file it came from: the user must know which one to edit."""
+    keys = problem_keys(error)
+    from_flag = bool(keys) and keys[0] in labels
+    prefix = f"{source}: " if source is not None and not from_flag else ""
+    return prefix + describe_validation_error(error, labels=labels)
+
+
+def check_sweep_name(name: str, flag: str) -> str:
+    """A sweep name is a folder under the storage path: nothing that climbs out of it."""
+    if not re.fullmatch(SWEEP_NAME_PATTERN, name):
+        raise ConfigError(
+            f"{flag}: {name!r} is not a sweep name (letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit)"
+        )
+    return name
 
 
 # ---- sweeps (`tucker-sweep launch`) ---------------------------------------------------------
@@ -277,7 +342,8 @@ class SearchConfig(StrictModel):
     objectives: list[Literal["val_acc", "params", "flops"]] = Field(
         default_factory=lambda: ["val_acc"]
     )
-    num_samples: int = Field(24, ge=1)
+    # Above 10,000 is a typo (a zero too many), not a sweep: Tune would queue every trial.
+    num_samples: int = Field(24, ge=1, le=10_000)
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as resources allow
     lr: float | list[float] | SearchRange = Field(
         default_factory=lambda: SearchRange(low=0.02, high=0.1)
@@ -331,7 +397,7 @@ class StoppingConfig(StrictModel):
     target_accuracy: float = Field(0.95, gt=0, le=1)  # for epochs/seconds-to-target metrics
 
 
-class TrainingConfig(StrictModel):
+class TrainingConfig(ExecutionFields):
     """What every trial shares (the learning rate is searched: see search.lr)."""
 
     batch_size: int = Field(64, ge=1)
@@ -358,7 +424,7 @@ class SweepConfig(StrictModel):
     """A whole sweep (`tucker-sweep launch`). The defaults are the bundled digits sweep
     (configs/digits.yaml spells them out)."""
 
-    name: str = Field("digits", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field("digits", min_length=1, pattern=SWEEP_NAME_PATTERN)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     decomposition: DecompositionConfig = Field(default_factory=DecompositionConfig)
@@ -402,6 +468,10 @@ class SweepConfig(StrictModel):
                 raise ValueError(
                     "decomposition.compression: grid search needs a list of targets, not a range"
                 )
+        trial_device = "cuda" if self.resources.gpu > 0 else "cpu"
+        problem = self.training.execution_setup().problem_on(trial_device)
+        if problem:
+            raise ValueError(f"training.{problem} (resources.gpu is 0: trials run on CPUs)")
         if self.resources.gpu > 1 and self.resources.gpu != int(self.resources.gpu):
             raise ValueError(f"resources.gpu: a fraction must be below 1, got {self.resources.gpu}")
         return self

@@ -3,7 +3,7 @@ The CLI prints these errors as one line and exits with status 2."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pydantic import ValidationError
 
@@ -26,7 +26,12 @@ class ReportError(TrackingError):
 
 
 class SweepInterrupted(Exception):
-    """The sweep stopped before its trials finished (Ctrl-C); it can be resumed."""
+    """The sweep stopped before its trials finished (a signal); it can be resumed.
+    `exit_status`: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, exit_status: int = 130) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def first_line(error: BaseException) -> str:
@@ -94,11 +99,8 @@ def _message(problem: dict, show_value: bool) -> str:
     return f"{message} (got {problem.get('input')!r})"
 
 
-def describe_validation_error(
-    error: ValidationError, most: int = 1, show_value: bool = True
-) -> str:
-    """The `most` most telling problems as 'key.path: message (got value)', on one line,
-    with a count of the rest.
+def _problems_by_key(error: ValidationError) -> dict[str, dict]:
+    """An error's problems by key, most telling first.
 
     For a value that fits no member of a union, a member's own complaint (a range check) says
     more than the other members' type mismatches, so it comes first; a key that several union
@@ -111,9 +113,29 @@ def describe_validation_error(
     by_key: dict[str, dict] = {}
     for problem in problems:
         by_key.setdefault(field_path(problem["loc"]), problem)
+    return by_key
+
+
+def problem_keys(error: ValidationError) -> list[str]:
+    """The keys of an error's problems, in the order describe_validation_error shows them."""
+    return list(_problems_by_key(error))
+
+
+def describe_validation_error(
+    error: ValidationError,
+    most: int = 1,
+    show_value: bool = True,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """The `most` most telling problems as 'key.path: message (got value)', on one line,
+    with a count of the rest. `labels` names keys otherwise: {'name': '--name'} for a value
+    that came from a flag."""
+    by_key = _problems_by_key(error)
+    labels = labels or {}
     shown = []
     for key, problem in list(by_key.items())[:most]:
-        prefix = f"{key}: " if key else ""
+        label = labels.get(key, key)
+        prefix = f"{label}: " if label else ""
         shown.append(prefix + _message(problem, show_value))
     more = len(by_key) - len(shown)
     suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more else ""

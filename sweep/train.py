@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
@@ -19,6 +20,8 @@ from lightning_modules.trainer import make_trainer
 from lightning_modules.tucker import TuckerRanks
 from sweep.builders import datamodule_for
 from sweep.config import RankSpecConfig, TrainConfig
+from sweep.errors import ConfigError
+from sweep.tracking.client import tracking_client
 from sweep.tracking.names import KIND_TAG
 
 
@@ -80,6 +83,31 @@ def classifier_for(config: TrainConfig, datamodule: ClassificationDataModule) ->
     )
 
 
+def check_accelerator(accelerator: str, label: str) -> None:
+    """A device this host lacks fails in one line, naming `label` (the flag or key), before
+    any run exists: Lightning would only refuse it once the MLflow run had been created."""
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        if accelerator == "gpu" and torch.backends.mps.is_available():
+            return  # Lightning's "gpu" means Apple's MPS there
+        raise ConfigError(
+            f"{label}: {accelerator} asked for, but torch finds no CUDA GPU on this host; "
+            "use cpu or auto"
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{label}: mps asked for, but torch finds no MPS device on this host")
+
+
+def check_execution(config: TrainConfig) -> None:
+    """The precision / compile / memory-format setup on the device `auto` resolves to here
+    (an explicit accelerator was checked with the config)."""
+    if config.accelerator != "auto":
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    problem = config.execution_setup().problem_on(device)
+    if problem:
+        raise ConfigError(f"{problem} (accelerator auto found no GPU on this host)")
+
+
 def train_once(config: TrainConfig, progress_bar: bool = True) -> RunResult:
     """Train one dense or Tucker model and record it as an MLflow run (params, per-epoch
     metrics, cost figures, best checkpoint as an artifact)."""
@@ -94,6 +122,9 @@ def _train(config: TrainConfig, progress_bar: bool, checkpoint_dir: Path) -> Run
     datamodule = datamodule_for(config.data, seed=config.seed, batch_size=config.batch_size)
     classifier = classifier_for(config, datamodule)
     tracking_uri = config.tracking.resolved_uri()
+    # Probed once the data and model are known good: MLflow's logger would retry an
+    # unreachable server for minutes, then fail with a paragraph of urllib3's text.
+    tracking_client(tracking_uri)
     kind = "dense" if config.ranks is None else "tucker"
     logger = MLFlowLogger(
         experiment_name=config.tracking.experiment,
@@ -101,15 +132,6 @@ def _train(config: TrainConfig, progress_bar: bool, checkpoint_dir: Path) -> Run
         run_name=config.run_name or f"train-{config.model.name}-{config.data.name}-{kind}",
         tags={KIND_TAG: f"train-{kind}"},
         log_model=True,  # the best checkpoint becomes an artifact of the run
-    )
-    logger.log_hyperparams(
-        {
-            "data": config.data.name,
-            "seed": config.seed,
-            "batch_size": config.batch_size,
-            "epochs": config.epochs,
-            "ranks": "dense" if config.ranks is None else str(config.ranks),
-        }
     )
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir,
@@ -122,10 +144,22 @@ def _train(config: TrainConfig, progress_bar: bool, checkpoint_dir: Path) -> Run
         callbacks=[checkpoint],
         logger=logger,
         accelerator=config.accelerator,
+        execution=config.execution_setup(),
         progress_bar=progress_bar,
         checkpointing=True,
         sanity_val_steps=2,  # Lightning's default: a broken validation fails before training
         log_every_n_steps=1,
+    )
+    # The run comes into being here, once the Trainer accepted its settings: a Trainer that
+    # refuses them must not leave a run RUNNING.
+    logger.log_hyperparams(
+        {
+            "data": config.data.name,
+            "seed": config.seed,
+            "batch_size": config.batch_size,
+            "epochs": config.epochs,
+            "ranks": "dense" if config.ranks is None else str(config.ranks),
+        }
     )
     started = time.perf_counter()
     trainer.fit(classifier, datamodule=datamodule)

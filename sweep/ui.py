@@ -9,11 +9,13 @@ models are browsable in the UI.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -78,6 +80,7 @@ class UiServer:
     process: subprocess.Popen
     port: int
     url: str  # of the experiment (or of the experiment list)
+    log_path: Path  # the server's output
 
     @property
     def base_url(self) -> str:
@@ -147,9 +150,31 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def start_ui(tracking_uri: str, experiment: str, port: int, log_path: Path) -> UiServer:
+def open_log(port: int, log_path: Path | None = None) -> tuple[Path, int]:
+    """A file for the server's output, open for writing: (its path, its descriptor).
+
+    By default a new file under $TMPDIR that only this user can read (mode 0600) with a name
+    no one can guess: mkstemp creates it with O_EXCL, so a link planted in a shared /tmp at a
+    predictable name cannot make the server overwrite the link's target. A `log_path` given
+    is never opened through a symbolic link either (O_NOFOLLOW).
+    """
+    if log_path is None:
+        descriptor, name = tempfile.mkstemp(prefix=f"tucker-sweep-ui-{port}-", suffix=".log")
+        return Path(name), descriptor
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return log_path, os.open(log_path, flags, 0o600)
+    except OSError as error:
+        reason = "it is a symbolic link" if error.errno == errno.ELOOP else error.strerror
+        raise TrackingError(f"cannot write the MLflow UI log {log_path}: {reason}") from None
+
+
+def start_ui(
+    tracking_uri: str, experiment: str, port: int, log_path: Path | None = None
+) -> UiServer:
     """Start `mlflow server` on 127.0.0.1:`port` for a local store and wait until it
-    answers. TrackingError (one line) for a port in use, a store it cannot open, or a
+    answers; its output goes to `log_path` (default: a new private temporary file, see
+    open_log). TrackingError (one line) for a port in use, a store it cannot open, or a
     server that does not come up."""
     if not port_is_free(port):
         raise TrackingError(f"port {port} on {HOST} is in use: choose another with --port")
@@ -174,7 +199,7 @@ def start_ui(tracking_uri: str, experiment: str, port: int, log_path: Path) -> U
     # The UI only browses: MLflow's job runner (a Huey queue of 8 processes, for GenAI scorers)
     # would cost a laptop memory and start-up time for nothing. A user can still turn it on.
     environment = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    log = log_path.open("w")
+    log_path, log = open_log(port, log_path)
     process = subprocess.Popen(
         command,
         env=environment,
@@ -184,8 +209,9 @@ def start_ui(tracking_uri: str, experiment: str, port: int, log_path: Path) -> U
         start_new_session=True,
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
-    log.close()
-    server = UiServer(process, port, experiment_url(f"http://{HOST}:{port}", experiment_id))
+    os.close(log)
+    url = experiment_url(f"http://{HOST}:{port}", experiment_id)
+    server = UiServer(process, port, url, log_path)
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
         while not _healthy(port):
@@ -233,7 +259,6 @@ def serve_ui(
             f"{experiment_url(tracking_uri, experiment_id)}"
         )
         return 0
-    log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"tucker-sweep-ui-{port}.log"
     server = start_ui(tracking_uri, experiment, port, log_path)
     try:
         announce(f"MLflow UI for {tracking_uri}: {server.url}  (Ctrl-C stops it)")
@@ -243,8 +268,10 @@ def serve_ui(
         if server.process.returncode not in (None, 0):
             raise TrackingError(
                 f"the MLflow UI stopped unexpectedly (exit status {server.process.returncode}): "
-                f"{_tail(log_path) or log_path}"
+                f"{_tail(server.log_path) or server.log_path}"
             )
     finally:
         server.stop()
+    if log_path is None:  # our own temporary file: a clean stop leaves nothing to read in it
+        server.log_path.unlink(missing_ok=True)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from lightning_modules.data import (
     read_idx,
     read_mnist_idx,
 )
+from lightning_modules.data.device_batches import DeviceBatches
+from lightning_modules.module import TuckerClassifier
+from lightning_modules.trainer import make_trainer
 
 DIGITS = load_digits()
 
@@ -182,6 +186,42 @@ def test_lightning_trainer_runs_on_the_datamodule():
     )
     trainer.fit(Linear(), datamodule=DigitsDataModule(seed=0))
     assert trainer.callback_metrics["val_loss"] < 2.3  # better than chance (ln 10) after an epoch
+
+
+def test_device_batches_are_seeded_permutations_of_the_split():
+    def device_batches(seed: int) -> DeviceBatches:
+        datamodule = DigitsDataModule(seed=seed, batch_size=50)
+        datamodule.batch_on_device = True
+        batches = datamodule.train_dataloader()
+        assert isinstance(batches, DeviceBatches)
+        return batches
+
+    batches = device_batches(3)
+    first, second = list(batches), list(batches)  # two epochs
+    assert len(first) == len(batches) == math.ceil(len(batches.labels) / 50)
+    split = batches.images
+    for epoch in (first, second):  # every example exactly once per epoch
+        images = torch.cat([x for x, _ in epoch])
+        assert images.shape == split.shape
+        torch.testing.assert_close(images.sum(0), split.sum(0), atol=1e-3, rtol=1e-5)
+    assert not torch.equal(first[0][1], second[0][1])  # a new order each epoch
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, device_batches(3), strict=True))
+    assert not torch.equal(first[0][1], next(iter(device_batches(4)))[1])
+    datamodule = DigitsDataModule(seed=3)
+    datamodule.batch_on_device = True
+    _, val_labels = datamodule.val_tensors()  # in order: slices of the split
+    assert torch.equal(val_labels, datamodule.val_set.tensors[1])
+
+
+def test_lightning_fits_on_device_batches():
+    classifier = TuckerClassifier(model_name="vgg_small", max_epochs=2, lr=0.05)
+    datamodule = DigitsDataModule(seed=0, batch_size=64)
+    datamodule.batch_on_device = True
+    trainer = make_trainer(2)
+    trainer.fit(classifier, datamodule=datamodule)
+    assert isinstance(trainer.train_dataloader, DeviceBatches)
+    assert trainer.num_training_batches == len(trainer.train_dataloader)
+    assert trainer.callback_metrics["val_acc"] > 0.5  # it learns (chance: 0.1)
 
 
 # --- options and names ------------------------------------------------------------------

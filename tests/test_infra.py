@@ -528,3 +528,20 @@ def test_kubernetes_secrets_are_referenced_never_committed_and_documented():
         assert created, f"README's Cluster section does not create Secret {name}"
         for key in keys:
             assert f"--from-literal={key}=" in created.group(1), f"{name} lacks key {key}"
+
+
+# ---- stopping: a sweep driver gets the time to stop cleanly on SIGTERM -----------------------
+
+
+def test_the_driver_host_gives_a_sweep_time_to_stop_on_sigterm():
+    # Ray's `ray job stop` kills 3 s after its SIGTERM by default, Docker 10 s after, Kubernetes
+    # 30 s after: too short to stop trials and end MLflow runs (README, "Stopping a sweep").
+    head = compose()["services"]["ray-head"]
+    assert head["stop_grace_period"] == "120s"
+    assert int(head["environment"]["RAY_JOB_STOP_WAIT_TIME_S"]) >= 60
+    cluster = kuberay_object("RayCluster")
+    pod = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= 90
+    (container,) = [c for c in containers(pod) if c["name"] == "ray-head"]
+    wait = {e["name"]: e.get("value") for e in container["env"]}["RAY_JOB_STOP_WAIT_TIME_S"]
+    assert 60 <= int(wait) < pod["terminationGracePeriodSeconds"]

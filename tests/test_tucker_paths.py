@@ -89,6 +89,34 @@ def test_auto_times_once_per_shape_and_caches_the_choice():
     assert all(p.grad is None for p in layer.parameters())
 
 
+def test_auto_keys_its_choice_by_the_autocast_state():
+    # bf16 autocast runs other kernels than fp32: a choice timed in one state must not be
+    # reused in the other.
+    tucker_autotune.clear_cache()
+    layer = TuckerConv2d(8, 8, 3, (4, 4, 3), padding=1)
+    x = torch.randn(2, 8, 10, 10)
+    layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+        assert tucker_autotune.autocast_state("cpu") == (True, torch.bfloat16)
+    assert tucker_autotune.autocast_state("cpu") == (False, None)
+    states = {key[-1] for key in tucker_autotune.cached_choices()}
+    assert states == {(False, None), (True, torch.bfloat16)}
+
+
+def test_a_layer_reuses_its_own_choice_without_timing_again():
+    tucker_autotune.clear_cache()
+    layer = TuckerConv2d(8, 8, 3, (4, 4, 3), padding=1)
+    x = torch.randn(2, 8, 10, 10)
+    layer(x)
+    tucker_autotune.clear_cache()
+    layer(x)  # the layer's own memo answers: nothing is timed or cached anew
+    assert tucker_autotune.cached_choices() == {}
+    twin = TuckerConv2d(8, 8, 3, (4, 4, 3), padding=1)
+    twin(x)  # a new layer times, and fills the shared cache
+    assert len(tucker_autotune.cached_choices()) == 1
+
+
 def test_layer_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="groups=1 only"):
         TuckerConv2d(8, 8, 3, (4, 4, 3), groups=2)

@@ -4,10 +4,13 @@ REST API, report artifacts are served, and SIGINT (Ctrl-C) stops the server and 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -15,7 +18,8 @@ import pytest
 from support.cli import run_cli, start_cli
 from support.report_store import EXPERIMENT, SWEEP, free_port, shared_sweep
 
-from sweep.ui import port_is_free
+from sweep.errors import TrackingError
+from sweep.ui import open_log, port_is_free
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +143,31 @@ def test_ui_on_a_port_in_use_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert f"port {port}" in result.stderr and "in use" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_ui_log_is_a_new_private_file_with_an_unguessable_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkstemp creates files
+    # The path the first version wrote to, planted as a link to a file worth protecting.
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    (tmp_path / "tucker-sweep-ui-5000.log").symlink_to(precious)
+    paths = []
+    for _ in range(2):
+        path, descriptor = open_log(5000)
+        os.write(descriptor, b"server output")
+        os.close(descriptor)
+        paths.append(path)
+        assert path.parent == tmp_path and not path.is_symlink()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert paths[0] != paths[1]  # a new name every time: nothing to plant a link at
+    assert precious.read_text() == "keep me"
+
+
+def test_a_given_ui_log_path_is_never_opened_through_a_link(tmp_path):
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    link = tmp_path / "ui.log"
+    link.symlink_to(precious)
+    with pytest.raises(TrackingError, match=r"ui\.log: it is a symbolic link"):
+        open_log(5000, link)
+    assert precious.read_text() == "keep me"

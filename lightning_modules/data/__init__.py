@@ -16,6 +16,7 @@ from lightning_modules.data.cifar import CIFAR10DataModule
 from lightning_modules.data.errors import (
     DataError,
     DatasetUnavailableError,
+    DatasetWarning,
     InvalidDatasetError,
     TorchvisionUnavailableError,
     UnknownDatasetError,
@@ -38,6 +39,7 @@ __all__ = [
     "DataError",
     "DataShape",
     "DatasetUnavailableError",
+    "DatasetWarning",
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "InvalidDatasetError",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 
-from .errors import InvalidDatasetError
+from .errors import DatasetWarning, InvalidDatasetError
 
 # Above this many channels an axis is taken for a spatial one when guessing the layout.
 _MAX_GUESSED_CHANNELS = 4
@@ -21,6 +24,7 @@ def images_to_nchw(x: np.ndarray, channels_last: bool | None = None) -> np.ndarr
         images = x.astype(np.float32) / 255.0
     elif np.issubdtype(x.dtype, np.floating):
         images = x.astype(np.float32, copy=False)
+        check_finite(images)
     else:
         raise InvalidDatasetError(
             f"images x must be uint8 (0..255) or float, got dtype {x.dtype}; convert them first"
@@ -34,6 +38,46 @@ def images_to_nchw(x: np.ndarray, channels_last: bool | None = None) -> np.ndarr
     if channels_last is None:
         channels_last = _guess_channels_last(x.shape)
     return np.moveaxis(images, -1, 1) if channels_last else images
+
+
+def check_finite(images: np.ndarray) -> None:
+    """NaN or inf in the images would only show up as a diverged loss mid-training."""
+    # A float64 sum is NaN or inf exactly when some value is (finite float32 values cannot
+    # overflow it), and needs no N-sized mask in the common, clean case.
+    if math.isfinite(images.sum(dtype=np.float64)):
+        return
+    bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    raise InvalidDatasetError(
+        f"images x hold NaN or infinite values in {int(bad.sum())} of {len(images)} images "
+        f"(the first is image {int(np.argmax(bad))}); drop or fix them first"
+    )
+
+
+def class_count(labels: np.ndarray) -> int:
+    """The number of classes a head needs for class indices `labels` (the largest + 1),
+    checked that there is something to train; labels that skip classes get a warning."""
+    if len(labels) < 3:
+        raise InvalidDatasetError(
+            f"the data set holds {len(labels)} example(s): a train, a validation and a test "
+            "split need at least 3"
+        )
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise InvalidDatasetError(
+            f"labels y hold a single class ({int(present[0])}): a classifier needs at least 2"
+        )
+    count = int(present[-1]) + 1
+    if len(present) < count:
+        missing = sorted(set(range(count)) - {int(label) for label in present})
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        warnings.warn(
+            f"labels y use {len(present)} of the classes 0..{count - 1} (no examples of "
+            f"{shown}): the classifier gets {count} outputs; map the labels to "
+            f"0..{len(present) - 1} to avoid empty classes",
+            DatasetWarning,
+            stacklevel=2,
+        )
+    return count
 
 
 def _guess_channels_last(shape: tuple[int, ...]) -> bool:

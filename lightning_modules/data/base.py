@@ -9,8 +9,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from .device_batches import DeviceBatches
 from .errors import InvalidDatasetError
 
 
@@ -75,6 +76,9 @@ class ClassificationDataModule(pl.LightningDataModule):
     input_shape: tuple[int, int, int]
     # Whether the examples sit in memory as tensors (no per-item decoding work).
     in_memory: bool = True
+    # Batch in-memory splits on the training device (DeviceBatches) instead of through a
+    # DataLoader: None decides by device (on for a GPU), True/False force it.
+    batch_on_device: bool | None = None
 
     def __init__(self, *, seed: int, batch_size: int, num_workers: int | None) -> None:
         super().__init__()
@@ -126,10 +130,24 @@ class ClassificationDataModule(pl.LightningDataModule):
         batches = list(self._loader(self.val_set, shuffle=False))
         return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
 
+    def _batch_device(self) -> torch.device | None:
+        """Where to batch in-memory splits: the trainer's device when that is a GPU (or when
+        forced), else None for a DataLoader."""
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        wanted = device.type == "cuda" if self.batch_on_device is None else self.batch_on_device
+        return device if wanted else None
+
     def _loader(
         self, dataset: Dataset | None, *, shuffle: bool, generator: torch.Generator | None = None
-    ) -> DataLoader:
+    ) -> DataLoader | DeviceBatches:
         assert dataset is not None  # _ensure_setup() ran
+        device = self._batch_device() if isinstance(dataset, TensorDataset) else None
+        if device is not None:
+            images, labels = (tensor.to(device) for tensor in dataset.tensors)
+            return DeviceBatches(
+                images, labels, self.batch_size, shuffle=shuffle, generator=generator
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -23,6 +23,10 @@ class UnknownDatasetError(DataError, ValueError):
     """No data module is registered under the name asked for."""
 
 
+class DatasetWarning(UserWarning):
+    """Data that trains, but likely not as the user meant (labels that skip classes)."""
+
+
 def first_line(error: BaseException) -> str:
     """The part of an error's message that fits a one-line report."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]

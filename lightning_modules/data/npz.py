@@ -10,6 +10,25 @@ import numpy as np
 from .errors import DatasetUnavailableError, InvalidDatasetError
 from .tensor_sets import ArrayDataModule
 
+# How an .npz (a zip archive) and an .npy file begin. np.load takes any other file for a
+# pickle, and would call a text file "pickled data".
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_is_npz(path: Path) -> None:
+    try:
+        with path.open("rb") as file:
+            head = file.read(6)
+    except OSError as err:
+        raise InvalidDatasetError(f"cannot read {path}: {err.strerror or err}") from err
+    if head.startswith(_NPY_MAGIC) or head.startswith(_ZIP_MAGIC):
+        return  # np.load tells a single array from an archive
+    raise InvalidDatasetError(
+        f"cannot read {path}: it is not an .npz archive (save one with "
+        "np.savez(path, x=images, y=labels))"
+    )
+
 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Arrays (x, y) of an .npz file, with typed one-line errors for what is wrong with it."""
@@ -18,6 +37,7 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetUnavailableError(
             f"no .npz file at {path}; give the path of one saved with np.savez(path, x=..., y=...)"
         )
+    _check_is_npz(path)
     try:
         # allow_pickle=False: reading a data file must never run code from it.
         archive = np.load(path, allow_pickle=False)

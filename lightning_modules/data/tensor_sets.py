@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
-from .arrays import class_labels, images_to_nchw
+from .arrays import class_count, class_labels, images_to_nchw
 from .base import ClassificationDataModule, check_fraction, split_sizes, stratified_split
 from .errors import InvalidDatasetError
 
@@ -106,7 +106,7 @@ class ArrayDataModule(TensorDataModule):
         if len(self.labels) == 0:
             raise InvalidDatasetError("the data set is empty: x and y hold no examples")
         self.name = name
-        self.num_classes = int(self.labels.max()) + 1
+        self.num_classes = class_count(self.labels)
         _, channels, height, width = self.images.shape
         self.input_shape = (channels, height, width)
 

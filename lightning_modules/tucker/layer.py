@@ -87,6 +87,8 @@ class TuckerConv2d(nn.Module):
         else:
             self.register_parameter("bias", None)
         self.reconstruction_error: float | None = None
+        # This layer's own `auto` choices by call signature (autotune.choose_implementation).
+        self._auto_choices: dict[autotune.CallSignature, str] = {}
         self.reset_parameters()
 
     # nn.Conv2d-compatible attributes, so code that inspects convs keeps working.
@@ -168,7 +170,9 @@ class TuckerConv2d(nn.Module):
         factors = self.factors
         implementation = self._implementation
         if implementation == "auto":
-            implementation = autotune.choose_implementation(self.geometry, x, factors, self.bias)
+            implementation = autotune.choose_implementation(
+                self.geometry, x, factors, self.bias, self._auto_choices
+            )
         return PATHS[implementation].forward(x, factors, self.bias, self.geometry)
 
     # ---- costs -------------------------------------------------------------------------------

@@ -213,8 +213,10 @@ def plot_ranks(report: Report, path: Path) -> Path:
             ax.set_visible(False)
             continue
         layer = layers[index]
+        plotted = 0
         for mode, (label, colour, marker) in enumerate(_MODES):
             points = [(e.ranks[layer][mode], e.best_val_acc) for e in trials if layer in e.ranks]
+            plotted += len(points)
             ax.scatter(
                 [x for x, _ in points],
                 [max(floor, y) for _, y in points],  # type: ignore[type-var]
@@ -225,8 +227,9 @@ def plot_ranks(report: Report, path: Path) -> Path:
                 label=label,
                 clip_on=False,
             )
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
+        if plotted:  # a log axis without data cannot draw (a sweep stopped before any result)
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_title(layer, fontsize=10)
         ax.set_xlabel("rank")
         ax.grid(True, which="both", alpha=0.3)

@@ -17,6 +17,7 @@ import torch
 
 from lightning_modules.data import ClassificationDataModule, DataShape
 from lightning_modules.evaluation import BestValidationWeights
+from lightning_modules.execution import ExecutionSetup
 from lightning_modules.module import TuckerClassifier
 from lightning_modules.nets import ModelCost
 from lightning_modules.trainer import make_trainer
@@ -99,9 +100,11 @@ def _fit(
     datamodule: ClassificationDataModule,
     epochs: int,
     history: EpochHistory,
+    execution: ExecutionSetup,
 ) -> BestValidationWeights:
     best = BestValidationWeights()
-    make_trainer(epochs, callbacks=[history, best]).fit(classifier, datamodule=datamodule)
+    trainer = make_trainer(epochs, callbacks=[history, best], execution=execution)
+    trainer.fit(classifier, datamodule=datamodule)
     return best
 
 
@@ -119,13 +122,15 @@ def train_baseline(
     hparams["max_epochs"] = epochs
     classifier = TuckerClassifier(**hparams)
     history = EpochHistory()
-    best = _fit(classifier, datamodule, epochs, history)
+    best = _fit(classifier, datamodule, epochs, history, config.training.execution_setup())
     seed_state = {key: value.detach().cpu() for key, value in classifier.model.state_dict().items()}
     remaining = (reference_epochs or epochs) - epochs
     if remaining > 0:
         reference = TuckerClassifier(**{**hparams, "max_epochs": remaining})
         reference.load_state_dict(classifier.state_dict())
-        later_best = _fit(reference, datamodule, remaining, history)
+        later_best = _fit(
+            reference, datamodule, remaining, history, config.training.execution_setup()
+        )
         if (later_best.best_score or 0.0) > (best.best_score or 0.0):
             best, classifier = later_best, reference
     test_acc = best.evaluate_best(classifier, datamodule.test_dataloader())
@@ -136,10 +141,36 @@ class CheckpointMismatchError(TuckerSweepError, ValueError):
     """A checkpoint that is not a dense model of the configured architecture."""
 
 
-def baseline_from_checkpoint(path: Path, config: SweepConfig, shape: DataShape) -> BaselineResult:
-    """A dense baseline from a TuckerClassifier checkpoint, checked against the config."""
+# What every Lightning checkpoint holds; without them, loading fails with a bare KeyError.
+_LIGHTNING_KEYS = ("pytorch-lightning_version", "hyper_parameters", "state_dict")
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """That `path` holds a Lightning checkpoint at all, said in one line if not."""
     if not path.is_file():
         raise CheckpointMismatchError(f"checkpoint not found: {path}")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # arbitrary bytes fail in many ways (EOF, IndexError, ...)
+        raise CheckpointMismatchError(
+            f"{path} is not a PyTorch checkpoint: torch.load cannot read it "
+            f"({type(error).__name__})"
+        ) from None
+    if not isinstance(content, dict):
+        raise CheckpointMismatchError(
+            f"{path} holds a {type(content).__name__}, not a Lightning checkpoint (a dict of "
+            "the model's hyperparameters and state_dict)"
+        )
+    missing = [key for key in _LIGHTNING_KEYS if key not in content]
+    if missing:
+        raise CheckpointMismatchError(
+            f"{path} is not a Lightning checkpoint: it lacks {', '.join(missing)}"
+        )
+
+
+def baseline_from_checkpoint(path: Path, config: SweepConfig, shape: DataShape) -> BaselineResult:
+    """A dense baseline from a TuckerClassifier checkpoint, checked against the config."""
+    check_checkpoint_file(path)
     try:
         classifier = TuckerClassifier.load_from_checkpoint(path, map_location="cpu",
                                                            weights_only=True)  # fmt: skip

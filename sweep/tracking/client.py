@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from sweep.errors import TrackingError, first_line
+from sweep.errors import ConfigError, TrackingError, first_line
 
 # A failed HTTP request is retried 7 times with exponential back-off by default: minutes
 # before a stopped server is reported. Readers fail fast instead.
@@ -31,17 +32,78 @@ def mlflow_environment(values: dict[str, str]) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """An error and what it wraps: its cause or context, and the reason urllib3 and requests
+    keep in an attribute or first argument."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        wrapped += list(current.args[:1])
+        pending.extend(item for item in wrapped if isinstance(item, BaseException))
+
+
+def _unreachable_reason(error: BaseException) -> str | None:
+    """Why a server could not be reached, in a few words; None if it was reached."""
+    causes = list(_causes(error))
+    if any(isinstance(cause, socket.gaierror) for cause in causes):
+        return "unknown host"
+    if any(isinstance(cause, TimeoutError) for cause in causes):
+        timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+        return f"no answer within {timeout} s"
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return "connection refused"
+    if any(isinstance(cause, ConnectionError) for cause in causes):
+        return "connection failed"
+    return None
+
+
+def describe_store_failure(uri: str, error: BaseException) -> str:
+    """One short line for a store that did not answer, instead of urllib3's paragraph."""
+    reason = _unreachable_reason(error)
+    if reason is not None:
+        return f"cannot reach the MLflow tracking server at {uri} ({reason})"
+    return f"MLflow tracking store {uri} is unusable: {first_line(error)}"
+
+
 def tracking_client(uri: str) -> MlflowClient:
     """A client for `uri`, checked to answer: an unreachable server fails here, in one line,
-    rather than in the middle of a sweep."""
-    client = MlflowClient(tracking_uri=uri)
+    rather than in the middle of a sweep. The probe fails fast (a user's own MLflow retry
+    settings still win): one refused connection says enough."""
     try:
-        client.search_experiments(max_results=1)
+        client = MlflowClient(tracking_uri=uri)
+        with mlflow_environment(_QUICK_FAILURE):
+            client.search_experiments(max_results=1)
     except (MlflowException, OSError) as error:
-        raise TrackingError(
-            f"MLflow tracking store {uri} is unreachable: {first_line(error)}"
-        ) from None
+        raise TrackingError(describe_store_failure(uri, error)) from None
     return client
+
+
+def check_tracking_uri(uri: str, label: str) -> None:
+    """A plain path (or file:) is MLflow's file store, which MLflow 3 opens only with
+    MLFLOW_ALLOW_FILE_STORE=true; a folder or a database file given without sqlite:/// is a
+    slip worth naming (with `label`, the flag or key it came from) before anything runs."""
+    if "://" in uri and not uri.startswith("file:"):
+        return
+    path = Path(uri.removeprefix("file://").removeprefix("file:")).expanduser()
+    if path.is_file():
+        raise ConfigError(
+            f"{label}: {uri} is a file, not a tracking URI; for a SQLite store write "
+            f"sqlite:///{uri}"
+        )
+    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
+        return  # the user opted in to the file store
+    what = "a folder" if path.is_dir() else "a plain path"
+    raise ConfigError(
+        f"{label}: {uri} is {what}, which MLflow opens only as its retired file store; "
+        f"give sqlite:///{(path / 'mlflow.db') if path.is_dir() else path} or "
+        "http://host:port (or set MLFLOW_ALLOW_FILE_STORE=true)"
+    )
 
 
 def open_client(tracking_uri: str) -> MlflowClient:
@@ -55,8 +117,7 @@ def open_client(tracking_uri: str) -> MlflowClient:
                 f"no MLflow store at {path} ({tracking_uri}): run tucker-sweep launch here "
                 "first, or pass --tracking-uri"
             )
-    with mlflow_environment(_QUICK_FAILURE):
-        return tracking_client(tracking_uri)
+    return tracking_client(tracking_uri)
 
 
 def experiment_id_for(client: MlflowClient, name: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +130,23 @@ def end_unfinished_trial_runs(
     )
     for run in runs:
         client.set_terminated(run.info.run_id, status=status)
+
+
+@contextmanager
+def runs_ended_on_error(tracking: SweepTracking) -> Iterator[None]:
+    """Whatever stops a sweep's driver with an exception, it leaves no run of the sweep
+    RUNNING: the parent and every unfinished child (baseline, trials) end KILLED after a stop
+    (KeyboardInterrupt, of which a stop signal's StopRequested is one), FAILED after an
+    error. A parent that already ended keeps its status."""
+    try:
+        yield
+    except BaseException as error:
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        client = tracking.client
+        end_unfinished_trial_runs(client, tracking.experiment_id, tracking.parent_run_id, "KILLED")
+        if client.get_run(tracking.parent_run_id).info.status == "RUNNING":
+            client.set_terminated(tracking.parent_run_id, status=status)
+        raise
 
 
 def finish_run(client: MlflowClient, run_id: str, failed: bool = False) -> None:

@@ -13,7 +13,8 @@ STOP_REASONS = ("completed", "stopped_early", "failed")
 
 # ---- metrics -------------------------------------------------------------------------------------
 # Per epoch, step = epoch (1-based); the trials report them to Tune under the same names.
-EPOCH_METRICS = ("val_acc", "val_loss", "train_loss", "train_acc")
+VAL_ACC = "val_acc"  # what selects: a trial has reported once it has this metric
+EPOCH_METRICS = (VAL_ACC, "val_loss", "train_loss", "train_acc")
 # Trial seconds at each epoch (Tune's time_total_s), kept so that seconds_to_target can be
 # recomputed after a resume.
 SECONDS_METRIC = "trial_seconds"

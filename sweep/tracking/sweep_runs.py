@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweep.errors import ReportError
 from sweep.tracking.client import mlflow_environment, open_client
+from sweep.tracking.driver import DRIVER_TAG, driver_alive
 from sweep.tracking.names import (
     CONFIG_ARTIFACT,
     KIND_TAG,
@@ -27,6 +28,7 @@ from sweep.tracking.names import (
     SWEEP_TAG,
     TRIAL_ID_TAG,
     TRIAL_NAME_TAG,
+    VAL_ACC,
     trial_index,
 )
 from sweep.trial_params import ranks_from_params
@@ -190,10 +192,28 @@ def load_sweep(
         trials=trials,
         config=read_config(client, parent.run_id),
     )
+    live = parent.status == "RUNNING" and driver_alive(parent.tags.get(DRIVER_TAG)) is not False
+    if parent.status == "RUNNING" and not live:
+        # The driver died (SIGKILL, a lost node) without ending its runs: an interrupted
+        # sweep, which `launch --resume` takes over, not one still starting or running.
+        runs = _as_interrupted(runs)
+        trials = runs.trials
     if not trials:
-        state = "is still starting" if parent.status == "RUNNING" else "has no trial runs"
+        state = "is still starting" if live else "has no trial runs"
+        raise ReportError(f"sweep {runs.name!r} {state}: nothing to report yet")
+    if not any(VAL_ACC in run.metrics for run in trials):
+        state = (
+            "has trials that have not reported yet" if live else "ended before any trial reported"
+        )
         raise ReportError(f"sweep {runs.name!r} {state}: nothing to report yet")
     return client, runs
+
+
+def _as_interrupted(runs: SweepRuns) -> SweepRuns:
+    def ended(run: RunRecord) -> RunRecord:
+        return replace(run, status="KILLED") if run.status == "RUNNING" else run
+
+    return replace(runs, parent=ended(runs.parent), trials=[ended(run) for run in runs.trials])
 
 
 def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:

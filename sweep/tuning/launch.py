@@ -28,10 +28,12 @@ from sweep.seeding.seed import SEED_FILE
 from sweep.seeding.seed_file import read_seed
 from sweep.space import RankSpace, build_rank_space, describe, per_layer_sizes, select_layers
 from sweep.tracking.client import experiment_id_for, tracking_client
+from sweep.tracking.driver import DRIVER_TAG, driver_identity
 from sweep.tracking.layout import (
     SweepTracking,
     end_unfinished_trial_runs,
     find_sweep_run,
+    runs_ended_on_error,
     start_sweep_run,
 )
 from sweep.tracking.names import CONFIG_ARTIFACT, EXPERIMENT_PATH_TAG
@@ -39,7 +41,9 @@ from sweep.tracking.tune_callback import TrialRunsCallback
 from sweep.tuning.baseline_step import BaselineStep
 from sweep.tuning.cluster import check_cluster_resources, connect_ray
 from sweep.tuning.front_evaluation import evaluate_front
+from sweep.tuning.progress import ProgressCallback, SweepProgress, set_display
 from sweep.tuning.results import finished_trials
+from sweep.tuning.stop_signals import StopRequested, StopSignals, exit_status
 from sweep.tuning.storage import SweepStore
 from sweep.tuning.trainable import TrialCallbackFactory, TrialSetup
 from sweep.tuning.trial_describer import TrialDescriber
@@ -52,6 +56,7 @@ MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
 Progress = Callable[[str], None]
+ShowProgress = Callable[[SweepProgress], None]
 
 
 @dataclass(frozen=True)
@@ -105,38 +110,69 @@ class SweepLauncher:
         config: SweepConfig,
         progress: Progress,
         trial_callbacks: Sequence[TrialCallbackFactory] = (),
+        show_progress: ShowProgress | None = None,
+        verbose: bool = False,
     ) -> None:
         self.config = config
         self.progress = progress
         self.trial_callbacks = tuple(trial_callbacks)
+        self.show_progress = show_progress
+        self.verbose = verbose
         self.store = SweepStore(config.cluster.storage_path, config.name)
         self.tracking_uri = config.tracking.resolved_uri()
+        self.stop_signals = StopSignals()
 
     def run(self, resume: bool) -> SweepOutcome:
+        self.stop_signals.install()
+        try:
+            return self._run(resume)
+        except KeyboardInterrupt as stop:
+            # A StopRequested from our handler, or the plain KeyboardInterrupt that Ray's
+            # blocking calls (ray.get) raise in its place.
+            signum = stop.signum if isinstance(stop, StopRequested) else self.stop_signals.received
+            raise self._interrupted(None, None, signum) from None
+
+    def _interrupted(
+        self, finished: int | None, expected: int | None, signum: int | None
+    ) -> SweepInterrupted:
+        """The error that ends an interrupted sweep: what was done and how to continue."""
+        done = "" if finished is None else f" after {finished} of {expected} trials"
+        resumable = self.store.exists()
+        hint = (
+            f"; continue it with: tucker-sweep launch --resume {self.config.name} "
+            f"--storage-path {self.store.storage_path}"
+            if resumable
+            else "; nothing was recorded"
+        )
+        status = exit_status(signum) if signum is not None else 130
+        return SweepInterrupted(f"sweep {self.config.name!r} interrupted{done}{hint}", status)
+
+    def _run(self, resume: bool) -> SweepOutcome:
         started = time.perf_counter()
         config = self.config
         configure_driver()
+        if not self.verbose:
+            # Tune's new console output prints an experiment header even when silent; its
+            # legacy reporter at verbose=0 prints nothing (a documented switch).
+            os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # Everything that can be wrong with the input is checked before anything is recorded.
         self.check_new_or_resumable(resume)
         inputs = self._inspect_inputs()
         client = tracking_client(self.tracking_uri)
         ray_description = self._connect()
         tracking = self._open_tracking(client, resume)
-        baseline_state, baseline_acc = BaselineStep(config, self.store, self.progress).run(
-            tracking, inputs.shape
-        )
-        space, unseeded = self._rank_space(inputs)
-        setup = TrialSetup(config, space, inputs.shape, baseline_state, self.trial_callbacks)
-        results, finished, expected = self._fit(tracking, setup)
-        if finished == expected:
-            evaluate_front(config, self.store.experiment_path, self.progress)
-        self._write_report(tracking.parent_run_id)
-        if finished < expected:
-            raise SweepInterrupted(
-                f"sweep {self.config.name!r} interrupted after {finished} of "
-                f"{expected} trials; continue it with: tucker-sweep launch "
-                f"--resume {self.config.name} --storage-path {self.store.storage_path}"
+        with runs_ended_on_error(tracking):
+            baseline_state, baseline_acc = BaselineStep(config, self.store, self.progress).run(
+                tracking, inputs.shape
             )
+            space, unseeded = self._rank_space(inputs)
+            setup = TrialSetup(config, space, inputs.shape, baseline_state, self.trial_callbacks)
+            results, finished, expected = self._fit(tracking, setup)
+            if finished == expected:
+                evaluate_front(config, self.store.experiment_path, self.progress)
+            self._write_report(tracking.parent_run_id)
+        if finished < expected:
+            raise self._interrupted(finished, expected, self.stop_signals.received)
         best = None
         if results.num_terminated:
             best = results.get_best_result(metric="val_acc", mode="max", scope="all")
@@ -186,7 +222,9 @@ class SweepLauncher:
     def _connect(self) -> str:
         """Ray, checked to have what a trial asks for; the data downloaded once on this node
         before trials start. Returns a description of the Ray it joined."""
-        description = connect_ray(self.config.cluster.address)
+        description = connect_ray(self.config.cluster.address, verbose=self.verbose)
+        # ray.init and Ray's core worker replace the SIGTERM handler: ours again.
+        self.stop_signals.install()
         self.progress(f"connected to {description}")
         check_cluster_resources(self.config)
         sweep_datamodule(self.config).prepare_data()
@@ -204,6 +242,7 @@ class SweepLauncher:
             self._log_stored_file(client, parent_run_id, CONFIG_ARTIFACT)
         else:
             client.update_run(parent_run_id, status="RUNNING")
+        client.set_tag(parent_run_id, DRIVER_TAG, driver_identity())
         self.progress(f"MLflow sweep run {parent_run_id} in {self.tracking_uri}")
         return SweepTracking(client, experiment_id, parent_run_id)
 
@@ -266,12 +305,17 @@ class SweepLauncher:
             target_accuracy=self.config.stopping.target_accuracy,
             describe_trial=TrialDescriber(setup.config, setup.space, setup.data_shape),
         )
+        # Always among the callbacks (Tune keeps them for a resume); it shows nothing unless
+        # this process set a display.
+        callbacks: list[tune.Callback] = [callback, ProgressCallback(expected, self.config.max_t)]
         if tune.Tuner.can_restore(self.store.experiment_path):
             self.progress(f"resuming the Ray Tune experiment in {self.store.experiment_path}")
-        tuner = make_tuner(self.config, self.store, setup, params, [callback])
+        tuner = make_tuner(self.config, self.store, setup, params, callbacks, self.verbose)
         status = "FAILED"
+        set_display(self.show_progress)
         try:
-            results = tuner.fit()
+            with self.stop_signals.tune_running():
+                results = tuner.fit()
             finished = finished_trials(self.store.experiment_path)
             status = "KILLED" if finished < expected else "FINISHED"
         except KeyboardInterrupt:
@@ -283,6 +327,7 @@ class SweepLauncher:
                     tracking.client, tracking.experiment_id, tracking.parent_run_id, "KILLED"
                 )
             tracking.client.set_terminated(tracking.parent_run_id, status=status)
+            set_display(None)
         return results, finished, expected
 
     def _write_report(self, parent_run_id: str) -> None:
@@ -306,13 +351,22 @@ def launch_sweep(
     resume: bool = False,
     progress: Progress | None = None,
     trial_callbacks: Sequence[TrialCallbackFactory] = (),
+    show_progress: ShowProgress | None = None,
+    verbose: bool = False,
 ) -> SweepOutcome:
-    """Run (or resume) the sweep; `progress` receives one-line status messages.
+    """Run (or resume) the sweep; `progress` receives one-line status messages,
+    `show_progress` a SweepProgress whenever the trials move on (for a live view), and
+    `verbose` lets Ray and Tune print their own logs and status tables.
+
+    SIGINT and SIGTERM stop the sweep (stop_signals.py): SweepInterrupted then carries the
+    `--resume` command and the exit status (130 or 143). No MLflow run is left RUNNING.
 
     `trial_callbacks`: callables, each called once per attempt of every trial (on the worker
     that runs it) to make a Lightning callback for that attempt's Trainer, e.g. to log more or
     to inject a fault in a test. They travel to the workers through Ray's object store, so
     their module must be importable there (on a cluster: Ray's runtime_env `py_modules`).
     """
-    launcher = SweepLauncher(config, progress or (lambda _message: None), trial_callbacks)
+    launcher = SweepLauncher(
+        config, progress or (lambda _message: None), trial_callbacks, show_progress, verbose
+    )
     return launcher.run(resume)

@@ -64,7 +64,9 @@ def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
     best = BestValidationWeights()
     report = EpochReport(best, classifier.cost_metrics(), config.training.checkpoint_every)
     callbacks = [best, report, *(make() for make in setup.trial_callbacks)]
-    trainer = make_trainer(config.max_t, callbacks=callbacks)
+    trainer = make_trainer(
+        config.max_t, callbacks=callbacks, execution=config.training.execution_setup()
+    )
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         trainer.fit(classifier, datamodule=datamodule)

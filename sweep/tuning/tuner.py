@@ -18,6 +18,7 @@ def make_tuner(
     setup: TrialSetup,
     params: dict[str, Any],
     callbacks: list[tune.Callback],
+    verbose: bool = False,
 ) -> tune.Tuner:
     """A Tuner for the sweep; if Tune saved an experiment at the sweep's path, that experiment
     restored (errored trials retried), with `setup` for its trials."""
@@ -52,6 +53,8 @@ def make_tuner(
                 checkpoint_score_attribute="val_acc",
                 checkpoint_score_order="max",
             ),
-            verbose=1,
+            # Tune's status tables and trial config tables only on request: the CLI shows a
+            # one-line live view instead (sweep/tuning/progress.py).
+            verbose=1 if verbose else 0,
         ),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 from support.faults import FaultPlan
@@ -37,12 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         outcome = launch_sweep(
             settings,
             resume=args.resume is not None,
-            progress=print,
+            progress=partial(print, flush=True),
             trial_callbacks=faults.trial_callbacks(),
+            # The CLI's plain-line live view, which tests read to time their signals.
+            show_progress=lambda progress: print(progress.line(), flush=True),
         )
-    except (SweepInterrupted, KeyboardInterrupt) as interrupted:
+    except SweepInterrupted as interrupted:
         print(f"interrupted: {interrupted}", file=sys.stderr)
-        return 130
+        return interrupted.exit_status
     print(f"sweep {outcome.name}: {outcome.num_trials} trials ({outcome.num_errors} failed)")
     return 0
 
