@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports  # the layering contracts of pyproject.toml
 	$(BIN)/deptry .  # the packages import only what pyproject.toml declares
-	$(BIN)/deptry tests benchmarks scripts --ignore DEP002,DEP004 --exclude '^$$' --extend-exclude '^$$'  # they may use the dev extra
+	$(BIN)/deptry tests benchmarks scripts examples --ignore DEP002,DEP004 --exclude '^$$' --extend-exclude '^$$'  # they may use the dev extra
 	sh scripts/ensure-chromium.sh  # headless Chromium for the HTML report test (apt, if root)
 	$(BIN)/pytest
 

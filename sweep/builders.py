@@ -36,7 +36,7 @@ def classifier_options(config: SweepConfig, data_shape: DataShape, lr: float) ->
     """TuckerClassifier arguments shared by the baseline and every trial of a sweep."""
     training = config.training
     return {
-        "model_name": config.model.name,
+        "model_name": config.model.spec,
         "in_channels": data_shape.in_channels,
         "num_classes": data_shape.num_classes,
         "input_size": data_shape.input_size,
@@ -46,5 +46,5 @@ def classifier_options(config: SweepConfig, data_shape: DataShape, lr: float) ->
         "momentum": training.momentum,
         "weight_decay": training.weight_decay,
         "schedule": training.schedule,
-        "max_epochs": config.stopping.max_epochs,
+        "max_epochs": config.schedule_epochs,
     }

@@ -428,6 +428,9 @@ def ui(
     config: Annotated[Path | None, typer.Option("--config", "-c", help=_CONFIG_HELP)] = None,
     tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
     experiment: Annotated[str | None, typer.Option(help=_EXPERIMENT_HELP)] = None,
+    sweep: Annotated[
+        str | None, typer.Option(help="Open on this sweep's runs (default: the latest sweep).")
+    ] = None,
 ) -> None:
     """Browse the sweeps in the MLflow UI on 127.0.0.1 (Ctrl-C stops it)."""
     settings = _tracking_settings(config, tracking_uri, experiment)
@@ -437,7 +440,10 @@ def ui(
         console.print(line)
         sys.stdout.flush()  # the URL must reach a pipe at once, not when the server stops
 
-    serve_ui(settings.tracking.resolved_uri(), settings.tracking.experiment, port, announce)
+    serve_ui(
+        settings.tracking.resolved_uri(), settings.tracking.experiment, port, announce,
+        sweep=sweep,
+    )  # fmt: skip
     console.print("MLflow UI stopped")
 
 

@@ -76,10 +76,36 @@ class DataConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    """Which network (see lightning_modules.nets.MODELS), and constructor options."""
+    """Which network: a built-in by `name` (lightning_modules.nets.MODELS), a user's
+    `factory` ("package.module:callable", called with `options`), or a `torchvision` model by
+    name; `checkpoint`: trained weights of it to compress (then nothing trains from scratch:
+    the trials fine-tune from HOOI of these weights)."""
 
     name: str = "vgg_small"
+    factory: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    torchvision: str | None = Field(None, min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        sources = [key for key in ("factory", "torchvision") if getattr(self, key) is not None]
+        # A stored config spells the default name out beside a factory: only another name
+        # is a conflict.
+        named = self.name != ModelConfig.model_fields["name"].default
+        if len(sources) > 1 or (sources and named):
+            raise ValueError("give one of model.name, model.factory or model.torchvision")
+        return self
+
+    @property
+    def spec(self) -> str:
+        """What lightning_modules.nets.build_model takes (its FACTORY_PREFIX and
+        TORCHVISION_PREFIX strings for a factory or a torchvision model)."""
+        if self.factory is not None:
+            return f"factory:{self.factory}"
+        if self.torchvision is not None:
+            return f"torchvision:{self.torchvision}"
+        return self.name
 
 
 class OptimizerConfig(StrictModel):
@@ -411,6 +437,9 @@ class TrainingConfig(ExecutionFields):
     # checkpoint storage traffic k-fold; a retried trial redoes up to k-1 epochs, and a trial
     # ASHA stops between checkpoints keeps only its earlier one (or none, to export).
     checkpoint_every: int = Field(1, ge=1)
+    # With model.checkpoint: each trial fine-tunes for this many epochs (ASHA's max_t), from
+    # HOOI of the given weights, with the learning rate decaying over them.
+    finetune_epochs: int = Field(5, ge=1)
 
 
 class ClusterConfig(StrictModel):
@@ -436,10 +465,24 @@ class SweepConfig(StrictModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _finetuning_lr(cls, raw: Any) -> Any:
+        # Fine-tuning trained weights wants smaller steps than training from scratch: a
+        # checkpoint without a search.lr of its own gets a tenth of the default range.
+        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+            return raw
+        search = raw.get("search")
+        if raw["model"].get("checkpoint") and not (isinstance(search, dict) and "lr" in search):
+            search = dict(search) if isinstance(search, dict) else {}
+            search["lr"] = {"low": 0.002, "high": 0.01}
+            return {**raw, "search": search}
+        return raw
+
     @model_validator(mode="after")
     def _consistent(self) -> SweepConfig:
         max_t = self.max_t
-        if max_t > self.stopping.max_epochs:
+        if max_t > self.stopping.max_epochs and self.model.checkpoint is None:
             raise ValueError(
                 f"scheduler.max_t ({max_t}) exceeds stopping.max_epochs "
                 f"({self.stopping.max_epochs})"
@@ -478,4 +521,12 @@ class SweepConfig(StrictModel):
 
     @property
     def max_t(self) -> int:
+        """Epochs of a full trial: fine-tuning epochs from a checkpoint, else training ones."""
+        if self.model.checkpoint is not None:
+            return self.training.finetune_epochs
         return self.scheduler.max_t or self.stopping.max_epochs
+
+    @property
+    def schedule_epochs(self) -> int:
+        """What a trial's learning-rate schedule spans."""
+        return self.max_t if self.model.checkpoint is not None else self.stopping.max_epochs

@@ -45,6 +45,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     mistyped flag should answer at once."""
     from lightning_modules.data import DataError
     from lightning_modules.nets import RankPlanError, UnknownModelError
+    from lightning_modules.nets.pretrained import PretrainedWeightsError
     from lightning_modules.ranks import NoDecomposableLayersError
     from lightning_modules.tucker import InvalidRanksError
 
@@ -53,6 +54,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         DataError,
         RankPlanError,
         UnknownModelError,
+        PretrainedWeightsError,
         InvalidRanksError,
         NoDecomposableLayersError,
     )

@@ -50,7 +50,7 @@ def select_layers(config: SweepConfig, layers: Sequence[ConvLayer]) -> list[Conv
             )
         chosen = [by_name[name] for name in wanted]
     if not chosen:
-        raise ConfigError(f"model {config.model.name!r} has no conv layer to decompose")
+        raise ConfigError(f"model {config.model.spec!r} has no conv layer to decompose")
     return chosen
 
 

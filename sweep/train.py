@@ -62,13 +62,13 @@ def classifier_for(config: TrainConfig, datamodule: ClassificationDataModule) ->
     channels, height, width = datamodule.input_shape
     plan = resolve_rank_plan(
         config.ranks,
-        config.model.name,
+        config.model.spec,
         config.model.options,
         datamodule.input_shape,
         datamodule.num_classes,
     )
     return TuckerClassifier(
-        model_name=config.model.name,
+        model_name=config.model.spec,
         in_channels=channels,
         num_classes=datamodule.num_classes,
         input_size=(height, width),

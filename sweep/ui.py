@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from pathlib import Path
 
 import psutil
 
-from sweep.errors import TrackingError
+from sweep.errors import ReportError, TrackingError
 from sweep.tracking.client import open_client
+from sweep.tracking.names import SWEEP_TAG
+from sweep.tracking.sweep_runs import sweep_parent_run
 
 __all__ = ["UiServer", "experiment_url", "serve_ui", "start_ui"]
 
@@ -63,14 +66,54 @@ def _local_store(tracking_uri: str) -> str:
     return tracking_uri
 
 
-def experiment_url(base: str, experiment_id: str | None) -> str:
+def experiment_url(base: str, experiment_id: str | None, sweep: str | None = None) -> str:
+    """The runs table of the experiment (MLflow 3's UI would otherwise open an experiment on
+    its GenAI overview), filtered to one sweep's runs when `sweep` is given: every run of a
+    sweep carries its name as a tag, and the UI reads its search box from `searchFilter`.
+    Sorted by run name (00000 · 9.63x, ..., baseline, the sweep): MLflow 3.17's table folds
+    child runs under their parent, behind an expander, unless it is sorted by something other
+    than the start time."""
     base = base.rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}" if experiment_id else f"{base}/#/experiments"
+    if not experiment_id:
+        return f"{base}/#/experiments"
+    url = f"{base}/#/experiments/{experiment_id}/runs"
+    if sweep:
+        query = {
+            "searchFilter": f"tags.`{SWEEP_TAG}` = '{sweep}'",
+            "orderByKey": "tags.`mlflow.runName`",
+            "orderByAsc": "true",
+        }
+        url += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+    return url
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    """A run's page (its description, params, metrics, artifacts)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _experiment_id(tracking_uri: str, experiment: str) -> str | None:
     found = open_client(tracking_uri).get_experiment_by_name(experiment)
     return found.experiment_id if found else None
+
+
+def sweep_to_show(tracking_uri: str, experiment: str, sweep: str | None) -> tuple[str, str] | None:
+    """The sweep the UI opens on, as (name, parent run id): `sweep` if it exists (ReportError
+    naming the known ones if not), else the latest sweep of the experiment, or None when it
+    has none."""
+    client = open_client(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        if sweep is not None:
+            raise ReportError(f"no MLflow experiment {experiment!r} (so no sweep {sweep!r})")
+        return None
+    try:
+        parent = sweep_parent_run(client, found.experiment_id, experiment, sweep)
+    except ReportError:
+        if sweep is not None:
+            raise
+        return None
+    return parent.data.tags.get(SWEEP_TAG, parent.info.run_name), parent.info.run_id
 
 
 @dataclass
@@ -79,8 +122,9 @@ class UiServer:
 
     process: subprocess.Popen
     port: int
-    url: str  # of the experiment (or of the experiment list)
+    url: str  # of the experiment's runs (or of the experiment list)
     log_path: Path  # the server's output
+    sweep_url: str | None = None  # the page of the sweep's own run (the report's headline)
 
     @property
     def base_url(self) -> str:
@@ -170,7 +214,11 @@ def open_log(port: int, log_path: Path | None = None) -> tuple[Path, int]:
 
 
 def start_ui(
-    tracking_uri: str, experiment: str, port: int, log_path: Path | None = None
+    tracking_uri: str,
+    experiment: str,
+    port: int,
+    log_path: Path | None = None,
+    sweep: str | None = None,
 ) -> UiServer:
     """Start `mlflow server` on 127.0.0.1:`port` for a local store and wait until it
     answers; its output goes to `log_path` (default: a new private temporary file, see
@@ -179,6 +227,7 @@ def start_ui(
     if not port_is_free(port):
         raise TrackingError(f"port {port} on {HOST} is in use: choose another with --port")
     experiment_id = _experiment_id(tracking_uri, experiment)
+    shown = sweep_to_show(tracking_uri, experiment, sweep)
     store = _local_store(tracking_uri)
     command = [
         sys.executable,
@@ -210,8 +259,10 @@ def start_ui(
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     os.close(log)
-    url = experiment_url(f"http://{HOST}:{port}", experiment_id)
-    server = UiServer(process, port, url, log_path)
+    base = f"http://{HOST}:{port}"
+    url = experiment_url(base, experiment_id, shown and shown[0])
+    sweep_url = run_url(base, experiment_id, shown[1]) if shown and experiment_id else None
+    server = UiServer(process, port, url, log_path, sweep_url)
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
         while not _healthy(port):
@@ -248,20 +299,24 @@ def serve_ui(
     port: int,
     announce: Callable[[str], None],
     log_path: Path | None = None,
+    sweep: str | None = None,
 ) -> int:
-    """Serve the UI until Ctrl-C (or SIGTERM); `announce` receives the URL to open. For a
-    tracking server (http[s]://) there is nothing to start: its own URL is announced.
-    Returns 0 after a clean stop."""
+    """Serve the UI until Ctrl-C (or SIGTERM); `announce` receives the URL to open: the runs
+    of `sweep` (default: the latest sweep). For a tracking server (http[s]://) there is
+    nothing to start: its own URL is announced. Returns 0 after a clean stop."""
     if _is_remote(tracking_uri):
         experiment_id = _experiment_id(tracking_uri, experiment)
+        shown = sweep_to_show(tracking_uri, experiment, sweep)
         announce(
             f"the tracking store is the MLflow server at {tracking_uri}; open "
-            f"{experiment_url(tracking_uri, experiment_id)}"
+            f"{experiment_url(tracking_uri, experiment_id, shown and shown[0])}"
         )
         return 0
-    server = start_ui(tracking_uri, experiment, port, log_path)
+    server = start_ui(tracking_uri, experiment, port, log_path, sweep)
     try:
         announce(f"MLflow UI for {tracking_uri}: {server.url}  (Ctrl-C stops it)")
+        if server.sweep_url:
+            announce(f"the sweep's run, with the report's headline: {server.sweep_url}")
         with _interrupt_as_return():
             while server.process.poll() is None:
                 time.sleep(0.5)

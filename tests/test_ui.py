@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -20,6 +21,8 @@ from support.report_store import EXPERIMENT, SWEEP, free_port, shared_sweep
 
 from sweep.errors import TrackingError
 from sweep.ui import open_log, port_is_free
+
+CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +94,16 @@ def test_ui_serves_the_sweep_and_stops_on_ctrl_c(sweep, tmp_path):
         url = None
         while url is None and time.monotonic() < deadline:
             assert server.poll() is None, log.read_text()[-3000:]
-            found = re.search(rf"http://127\.0\.0\.1:{port}/#/experiments/(\d+)", log.read_text())
+            found = re.search(rf"http://127\.0\.0\.1:{port}/#/experiments/\S+", log.read_text())
             url = found and found.group(0)
             time.sleep(0.5)
         assert url, f"no URL announced: {log.read_text()[-3000:]}"
         experiment_id = re.search(r"experiments/(\d+)", url).group(1)
         client = sweep.client()
         assert client.get_experiment_by_name(EXPERIMENT).experiment_id == experiment_id
+        # What makes MLflow 3 open the experiment on its runs, not on the GenAI overview.
+        kind = client.get_experiment(experiment_id).tags.get("mlflow.experimentKind")
+        assert kind == "custom_model_development"
 
         base = f"http://127.0.0.1:{port}"
         listed = json.loads(
@@ -120,6 +126,7 @@ def test_ui_serves_the_sweep_and_stops_on_ctrl_c(sweep, tmp_path):
         parent = next(run for run in stored if run.data.tags.get("tucker_sweep.kind") == "sweep")
         markdown = _get(f"{base}/get-artifact?path=report/report.md&run_uuid={parent.info.run_id}")
         assert b"Tucker-rank report" in markdown
+        _check_in_a_browser(url, base, experiment_id, parent, stored, tmp_path)
 
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=60) == 0, log.read_text()[-3000:]
@@ -132,6 +139,45 @@ def test_ui_serves_the_sweep_and_stops_on_ctrl_c(sweep, tmp_path):
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def _browser_dom(url: str, tmp_path, screenshot=None, height: int = 900) -> str:
+    """The page's DOM after MLflow's single-page app has rendered it, in headless Chromium."""
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--window-size=1500,{height}",
+             "--virtual-time-budget=20000"]  # fmt: skip
+    if screenshot is not None:
+        subprocess.run([*flags, f"--screenshot={screenshot}", url], capture_output=True,
+                       timeout=180, check=False)  # fmt: skip
+    done = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True,
+                          timeout=180, check=False)  # fmt: skip
+    return done.stdout
+
+
+def _check_in_a_browser(url, base, experiment_id, parent, stored, tmp_path) -> None:
+    """The printed URL opens on the sweep's runs table (not the GenAI overview) with the
+    trials named by index and compression; the sweep's run page shows the report headline."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} is not installed (scripts/ensure-chromium.sh installs it)")
+    assert url == (
+        f"{base}/#/experiments/{experiment_id}/runs?searchFilter="
+        "tags.%60tucker_sweep.sweep%60%20%3D%20%27report-sweep%27"
+        "&orderByKey=tags.%60mlflow.runName%60&orderByAsc=true"
+    )
+    # Screenshots for docs/ when asked: TUCKER_SWEEP_UI_SHOTS=<folder>.
+    shots = os.environ.get("TUCKER_SWEEP_UI_SHOTS")
+    runs_page = _browser_dom(url, tmp_path, shots and f"{shots}/ui-runs.png")
+    trial_names = [r.info.run_name for r in stored if r.data.tags["tucker_sweep.kind"] == "trial"]
+    assert all(re.fullmatch(r"\d{5} · \d+\.\d\dx", name) for name in trial_names), trial_names
+    shown = [name for name in trial_names if name in runs_page]
+    assert len(shown) == len(trial_names), f"runs table shows {shown} of {trial_names}"
+    assert "Detect Issues" not in runs_page and "No data available" not in runs_page
+    run_page = _browser_dom(
+        f"{base}/#/experiments/{experiment_id}/runs/{parent.info.run_id}", tmp_path,
+        shots and f"{shots}/ui-sweep-run.png", height=1900,
+    )  # fmt: skip
+    assert "Recommended ranks" in run_page and "report/report.html" in run_page
 
 
 def test_ui_on_a_port_in_use_is_a_one_line_error(tmp_path):

@@ -16,6 +16,7 @@ from lightning_modules.nets.decompose import (
     decompose,
     rank_plan_of,
     resolve_plan,
+    skipped_convs,
     uniform_plan,
 )
 from lightning_modules.nets.meta_trace import input_sizes
@@ -36,5 +37,6 @@ __all__ = [
     "model_cost",
     "rank_plan_of",
     "resolve_plan",
+    "skipped_convs",
     "uniform_plan",
 ]

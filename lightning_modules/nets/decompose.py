@@ -67,6 +67,16 @@ def conv_layers(model: nn.Module) -> list[ConvLayer]:
     return layers
 
 
+def skipped_convs(model: nn.Module) -> list[str]:
+    """The convs that stay dense whatever the plan: grouped or depthwise (groups > 1), or
+    padded other than with zeros."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros")
+    ]
+
+
 def uniform_plan(
     model: nn.Module, spec: RankSpec, include_input_layer: bool = False
 ) -> dict[str, TuckerRanks]:

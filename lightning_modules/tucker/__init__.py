@@ -8,6 +8,7 @@
 The maths is in docs/design.md; each module here is one part of it.
 """
 
+from lightning_modules.tucker.compressed import load_compressed, save_compressed
 from lightning_modules.tucker.geometry import ConvGeometry, TuckerRanks
 from lightning_modules.tucker.hooi import HooiResult, hooi
 from lightning_modules.tucker.layer import INIT_METHODS, TuckerConv2d
@@ -32,8 +33,10 @@ __all__ = [
     "TuckerFactors",
     "TuckerRanks",
     "hooi",
+    "load_compressed",
     "make_feasible",
     "path_flops",
     "ranks_from_spec",
+    "save_compressed",
     "validate_ranks",
 ]

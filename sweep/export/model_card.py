@@ -19,6 +19,36 @@ REBUILD = (
 )
 
 
+REBUILD_OWN_MODEL = (
+    "from lightning_modules.tucker import load_compressed; "
+    "net = load_compressed(your_factory_or_module, 'compressed.pt')"
+)
+
+
+def comparison(
+    classifier: TuckerClassifier, runs: SweepRuns, val_acc: float, test_acc: float | None
+) -> dict[str, dict[str, float | None]]:
+    """Parameters, FLOPs and accuracy (val, test) of the sweep's dense reference (the user's
+    original model when the sweep started from a checkpoint) and of this compressed model."""
+    baseline = runs.baseline
+    metrics = baseline.metrics if baseline is not None else {}
+    cost = classifier.cost
+    return {
+        "original": {
+            "params": metrics.get("params", cost.dense_params),
+            "flops": metrics.get("flops"),
+            "val_acc": metrics.get("best_val_acc"),
+            "test_acc": metrics.get("test_acc"),
+        },
+        "compressed": {
+            "params": cost.params,
+            "flops": cost.flops,
+            "val_acc": val_acc,
+            "test_acc": test_acc,
+        },
+    }
+
+
 def model_card(
     classifier: TuckerClassifier,
     datamodule: ClassificationDataModule,
@@ -27,6 +57,7 @@ def model_card(
     epoch: int,
     accuracy: float,
     implementations: dict[str, str],
+    test_accuracy: float | None = None,
 ) -> dict[str, Any]:
     hp = classifier.hparams
     return {
@@ -44,6 +75,8 @@ def model_card(
             "note": "inputs are (x - mean) / std per channel, as in training",
         },
         "rebuild": REBUILD,
+        "rebuild_own_model": REBUILD_OWN_MODEL,
+        "comparison": comparison(classifier, runs, accuracy, test_accuracy),
         "source": {
             "sweep": runs.name,
             "sweep_run_id": runs.parent.run_id,

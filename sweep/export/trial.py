@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from lightning_modules.data import ClassificationDataModule
 from lightning_modules.evaluation import accuracy
 from lightning_modules.module import TuckerClassifier
+from lightning_modules.tucker import save_compressed
 from sweep.builders import sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, ReportError, describe_validation_error
@@ -33,6 +34,8 @@ FILES = {
     "state_dict": "state_dict.pt",
     "model_json": "model.json",
     "torchscript": "model.torchscript.pt",
+    # The user's own model class rebuilds from this with lightning_modules.tucker.load_compressed.
+    "compressed": "compressed.pt",
 }
 
 
@@ -147,7 +150,10 @@ def _write_files(
     network = classifier.model
     loader = datamodule.val_dataloader()  # sets the data module up: same seed, same split
     checkpoint_acc = accuracy(network, loader)
+    # Measured once, for the comparison with the original model; it selects nothing.
+    test_acc = accuracy(network, datamodule.test_dataloader())
     torch.save(network.state_dict(), files["state_dict"])
+    save_compressed(network, files["compressed"])
     example = next(iter(loader))[0]
     implementations = fix_implementations(network, example)
     save_traced(network, example, datamodule.val_tensors()[0][-7:], files["torchscript"])
@@ -155,7 +161,7 @@ def _write_files(
     torchscript_acc = accuracy(scripted, loader)
     card = model_card(
         classifier, datamodule, runs, chosen.trial, chosen.checkpoint.epoch,
-        chosen.logged_val_acc, implementations,
+        chosen.logged_val_acc, implementations, test_acc,
     )  # fmt: skip
     files["model_json"].write_text(json.dumps(card, indent=2) + "\n")
     return _Written(classifier, files, implementations, checkpoint_acc, torchscript_acc)

@@ -70,8 +70,39 @@ def write_sweep_report(
     files["schema"].write_text(schema_json())
     files["html"].write_text(render_html(report, plot_files))
     files.update(plot_files)
-    artifact_uri = _log_report(client, runs.parent, files) if log_artifacts else None
+    artifact_uri = None
+    if log_artifacts:
+        artifact_uri = _log_report(client, runs.parent, files)
+        _describe_parent(client, runs.parent, markdown)
     return ReportOutcome(report, markdown, folder, files, artifact_uri)
+
+
+# The tag MLflow's UI renders, as Markdown, as a run's description.
+DESCRIPTION_TAG = "mlflow.note.content"
+# MLflow stores a tag value of up to 8,000 characters; the headline takes far fewer.
+_DESCRIPTION_LIMIT = 7000
+
+
+def parent_description(markdown: str) -> str:
+    """The sweep run's description: the report's title and headline section, and where the
+    whole report is (MLflow's artifact viewer shows report.html inline)."""
+    title = markdown.split("\n", 1)[0].lstrip("# ").strip()
+    headline = markdown.split("## Headline", 1)[-1].split("\n## ", 1)[0].strip()
+    pointer = (
+        f"The whole report: `{REPORT_ARTIFACT_PATH}/report.html` (with its plots) under this "
+        "run's Artifacts; `tucker-sweep report` prints it."
+    )
+    text = f"**{title}**\n\n{headline}\n\n{pointer}"
+    return text if len(text) <= _DESCRIPTION_LIMIT else text[: _DESCRIPTION_LIMIT - 1] + "…"
+
+
+def _describe_parent(client: MlflowClient, parent: RunRecord, markdown: str) -> None:
+    try:
+        client.set_tag(parent.run_id, DESCRIPTION_TAG, parent_description(markdown))
+    except MlflowException as error:
+        raise TrackingError(
+            f"could not describe the sweep's run {parent.run_id}: {first_line(error)}"
+        ) from None
 
 
 def _log_report(client: MlflowClient, parent: RunRecord, files: dict[str, Path]) -> str:

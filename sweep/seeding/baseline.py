@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_modules.data import ClassificationDataModule, DataShape
-from lightning_modules.evaluation import BestValidationWeights
+from lightning_modules.evaluation import BestValidationWeights, accuracy
 from lightning_modules.execution import ExecutionSetup
 from lightning_modules.module import TuckerClassifier
 from lightning_modules.nets import ModelCost
@@ -108,6 +108,26 @@ def _fit(
     return best
 
 
+def pretrained_baseline(
+    config: SweepConfig, data_shape: DataShape, weights: dict[str, torch.Tensor]
+) -> BaselineResult:
+    """The user's trained model (model.checkpoint) as the dense reference: nothing trains;
+    it is evaluated once on the validation and the test split (epoch 0 of its history), on a
+    GPU if this process has one. Runs in a Ray task during a sweep."""
+    datamodule = sweep_datamodule(config)
+    prepare_data_once_per_node(datamodule)
+    datamodule.setup("fit")
+    hparams = classifier_options(config, data_shape, baseline_lr(config))
+    classifier = TuckerClassifier(**hparams)
+    classifier.model.load_state_dict(weights)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    classifier.to(device)
+    val_acc = accuracy(classifier, datamodule.val_dataloader(), device)
+    test_acc = accuracy(classifier, datamodule.test_dataloader(), device)
+    history = [{"epoch": 0, "val_acc": val_acc, SECONDS_METRIC: 0.0}]
+    return BaselineResult(weights, hparams, history, classifier.cost, test_acc)
+
+
 def train_baseline(
     config: SweepConfig, data_shape: DataShape, epochs: int, reference_epochs: int | None = None
 ) -> BaselineResult:
@@ -184,7 +204,7 @@ def baseline_from_checkpoint(path: Path, config: SweepConfig, shape: DataShape) 
             f"{path} holds a Tucker model ({len(hp.rank_plan)} decomposed layers): the seed "
             "needs a dense baseline"
         )
-    wanted = (config.model.name, shape.in_channels, shape.num_classes, list(shape.input_size))
+    wanted = (config.model.spec, shape.in_channels, shape.num_classes, list(shape.input_size))
     found = (hp.model_name, hp.in_channels, hp.num_classes, list(hp.input_size))
     if wanted != found or dict(hp.model_options) != dict(config.model.options):
         raise CheckpointMismatchError(

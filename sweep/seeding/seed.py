@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_modules.data import DataShape
-from lightning_modules.nets import conv_layers
+from lightning_modules.nets import build_model, conv_layers
+from lightning_modules.nets.pretrained import match_state_dict, read_state_dict
 from lightning_modules.ranks import candidate_ranks
 from sweep.builders import sweep_datamodule
 from sweep.config import SweepConfig
@@ -18,6 +19,7 @@ from sweep.seeding.baseline import (
     baseline_epochs,
     baseline_from_checkpoint,
     evaluate_baseline,
+    pretrained_baseline,
     train_baseline,
 )
 from sweep.seeding.seed_file import SeedFile, build_seed, write_seed
@@ -57,7 +59,7 @@ def seed_from_baseline(
     seed = build_seed(
         analyses,
         model={
-            "name": config.model.name,
+            "name": config.model.spec,
             "options": dict(config.model.options),
             "in_channels": data_shape.in_channels,
             "num_classes": data_shape.num_classes,
@@ -97,6 +99,14 @@ def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = N
     datamodule = sweep_datamodule(config)
     shape = DataShape.of(datamodule)
     loaded = baseline_from_checkpoint(checkpoint, config, shape) if checkpoint else None
+    if loaded is None and config.model.checkpoint is not None:
+        # The user's own trained weights (model.checkpoint): analysed as they are.
+        dense = build_model(
+            config.model.spec, shape.in_channels, shape.num_classes, **config.model.options
+        )
+        weights = read_state_dict(config.model.checkpoint)
+        matched = match_state_dict(dense, weights, f"model.checkpoint {config.model.checkpoint}")
+        loaded = pretrained_baseline(config, shape, matched)
     client = tracking_client(config.tracking.resolved_uri())  # checked before training
     experiment_id = experiment_id_for(client, config.tracking.experiment)
     baseline = loaded or train_baseline(config, shape, baseline_epochs(config))

@@ -120,9 +120,20 @@ def open_client(tracking_uri: str) -> MlflowClient:
     return tracking_client(tracking_uri)
 
 
+# MLflow 3's UI opens an experiment on the view this tag names; without it, it opens on the
+# GenAI overview ("Traces 0 ... No data"), one tab away from a sweep's runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
 def experiment_id_for(client: MlflowClient, name: str) -> str:
-    """The experiment's id, creating it if it does not exist."""
+    """The experiment's id, creating it if it does not exist. Tagged as model training so
+    that the UI opens on its runs; a kind the user chose is left alone."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name)
+    if experiment is None:
+        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+        )
+    return experiment.experiment_id

@@ -25,8 +25,10 @@ from sweep.tracking.names import (
     NODES_TAG,
     SECONDS_METRIC,
     STOP_REASON_TAG,
+    SWEEP_TAG,
     TEST_ACC_METRIC,
     TRIAL_NAME_TAG,
+    trial_index,
 )
 from sweep.tracking.outbox import OUTAGE_ERRORS, MlflowOutbox, OutboxState
 
@@ -48,6 +50,13 @@ class TrialProgress:
     last_epoch: int = 0
     nodes: set[str] = field(default_factory=set)  # IPs of the nodes that ran it
     static_metrics: dict[str, float] = field(default_factory=dict)  # params, flops, compression
+
+
+def trial_run_name(trial_name: str, compression: float | None) -> str:
+    """What the MLflow UI's runs table shows for a trial: '00008 · 1.60x', its index in the
+    sweep and its compression (Tune's own name, run_trial_972eb_00008, stays as a tag)."""
+    index = trial_index(trial_name)
+    return index if compression is None else f"{index} · {compression:.2f}x"
 
 
 class TrialRunsCallback(LoggerCallback):
@@ -72,6 +81,7 @@ class TrialRunsCallback(LoggerCallback):
         target_accuracy: float,
         describe_trial: DescribeTrial,
         retry_interval: float = 10.0,
+        sweep_name: str = "",
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
@@ -80,6 +90,7 @@ class TrialRunsCallback(LoggerCallback):
         self.target_accuracy = target_accuracy
         self.describe_trial = describe_trial
         self.retry_interval = retry_interval
+        self.sweep_name = sweep_name
         self._progress: dict[str, TrialProgress] = {}
         self._outbox_state = OutboxState()
         self._outbox: MlflowOutbox | None = None
@@ -136,7 +147,9 @@ class TrialRunsCallback(LoggerCallback):
         progress.last_epoch = max(progress.last_epoch, recorded.last_epoch)
         # Pricing a plan builds the model: done once per trial, kept for its final metrics.
         params, progress.static_metrics = self.describe_trial(trial.config)
-        self.outbox.open_run(trial.trial_id, str(trial), params, {TRIAL_NAME_TAG: str(trial)})
+        name = trial_run_name(str(trial), progress.static_metrics.get("compression"))
+        tags = {TRIAL_NAME_TAG: str(trial), SWEEP_TAG: self.sweep_name}
+        self.outbox.open_run(trial.trial_id, name, params, tags)
         self.outbox.flush()
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict) -> None:

@@ -15,7 +15,12 @@ import yaml
 
 from lightning_modules.data import DataShape
 from sweep.config import SweepConfig
-from sweep.seeding.baseline import BaselineResult, baseline_epochs, train_baseline
+from sweep.seeding.baseline import (
+    BaselineResult,
+    baseline_epochs,
+    pretrained_baseline,
+    train_baseline,
+)
 from sweep.seeding.seed import seed_from_baseline
 from sweep.tracking.layout import SweepTracking, finish_run, log_baseline_run
 from sweep.tuning.storage import SweepStore
@@ -24,12 +29,18 @@ BASELINE_WEIGHTS = "baseline.pt"
 BASELINE_HISTORY = "baseline_history.yaml"
 
 
-def train_baseline_on_ray(config: SweepConfig, shape: DataShape) -> BaselineResult:
+def train_baseline_on_ray(
+    config: SweepConfig, shape: DataShape, pretrained: dict[str, torch.Tensor] | None = None
+) -> BaselineResult:
     """The baseline as a Ray task with a trial's resources: on a cluster it runs on a worker
-    (with its GPU), not on the driver."""
-    remote = ray.remote(num_cpus=config.resources.cpu, num_gpus=config.resources.gpu)(
-        train_baseline
-    )
+    (with its GPU), not on the driver. With `pretrained` weights (model.checkpoint, read by the
+    driver) it only evaluates them."""
+    resources = {"num_cpus": config.resources.cpu, "num_gpus": config.resources.gpu}
+    if pretrained is not None:
+        return ray.get(
+            ray.remote(**resources)(pretrained_baseline).remote(config, shape, pretrained)
+        )
+    remote = ray.remote(**resources)(train_baseline)
     return ray.get(remote.remote(config, shape, baseline_epochs(config), config.max_t))
 
 
@@ -42,19 +53,29 @@ class BaselineStep:
         self.progress = progress
 
     def run(
-        self, tracking: SweepTracking, shape: DataShape
+        self,
+        tracking: SweepTracking,
+        shape: DataShape,
+        pretrained: dict[str, torch.Tensor] | None = None,
     ) -> tuple[dict[str, torch.Tensor] | None, float | None]:
         """The baseline's weights after its first phase (for HOOI initialisation) and the
-        reference's best validation accuracy."""
+        reference's best validation accuracy. With `pretrained` weights (model.checkpoint)
+        the baseline is that model, evaluated, not trained."""
         config = self.config
         if self.store.exists(BASELINE_WEIGHTS):
             self.progress("dense baseline: reusing the one trained before the interruption")
             return self._stored()
-        self.progress(
-            f"dense baseline: training {baseline_epochs(config)} epochs for the seed, "
-            f"{max(config.max_t, baseline_epochs(config))} in all for the reference"
-        )
-        baseline = train_baseline_on_ray(config, shape)
+        if pretrained is not None:
+            self.progress(
+                f"dense reference: the given weights ({config.model.checkpoint}), evaluated "
+                "on the validation and test splits; nothing trains from scratch"
+            )
+        else:
+            self.progress(
+                f"dense baseline: training {baseline_epochs(config)} epochs for the seed, "
+                f"{max(config.max_t, baseline_epochs(config))} in all for the reference"
+            )
+        baseline = train_baseline_on_ray(config, shape, pretrained)
         run_id = log_baseline_run(
             tracking.client,
             tracking.experiment_id,
@@ -62,6 +83,7 @@ class BaselineStep:
             baseline.static_metrics(),
             config.stopping.target_accuracy,
             parent_run_id=tracking.parent_run_id,
+            sweep_name=config.name,
         )
         self.progress(
             f"dense baseline: val_acc {baseline.val_acc:.4f}, test_acc {baseline.test_acc:.4f}"

@@ -19,7 +19,14 @@ from ray import tune
 from torch import nn
 
 from lightning_modules.data import DataShape
-from lightning_modules.nets import ConvLayer, build_model, conv_layers, input_sizes
+from lightning_modules.nets import (
+    ConvLayer,
+    build_model,
+    conv_layers,
+    input_sizes,
+    skipped_convs,
+)
+from lightning_modules.nets.pretrained import fit_problem, match_state_dict, read_state_dict
 from sweep.builders import sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError
@@ -84,6 +91,29 @@ class _Inputs:
     shape: DataShape
     layers: tuple[ConvLayer, ...]
     input_hw: dict[str, tuple[int, int]]  # of each conv, for FLOPs budgets
+    pretrained: dict[str, torch.Tensor] | None = None  # model.checkpoint, matched to the model
+    skipped: tuple[str, ...] = ()  # grouped / depthwise convs: they stay dense
+
+
+def inspect_inputs(config: SweepConfig) -> _Inputs:
+    """The data's shape, the model's decomposable convs and the given weights, if any:
+    bad names, a model that does not fit the data and weights that do not fit the model
+    fail here, in one line, before anything is recorded or trained."""
+    shape = DataShape.of(sweep_datamodule(config))
+    dense = build_model(
+        config.model.spec, shape.in_channels, shape.num_classes, **config.model.options
+    )
+    problem = fit_problem(dense, shape.input_shape, shape.num_classes)
+    if problem:
+        raise ConfigError(f"model {config.model.spec} does not fit {config.data.name}: {problem}")
+    pretrained = None
+    if config.model.checkpoint is not None:
+        weights = read_state_dict(config.model.checkpoint)
+        pretrained = match_state_dict(dense, weights, f"model.checkpoint {config.model.checkpoint}")
+    layers = tuple(conv_layers(dense))
+    select_layers(config, layers)
+    input_hw = input_sizes(dense, shape.input_shape, nn.Conv2d)
+    return _Inputs(shape, layers, input_hw, pretrained, tuple(skipped_convs(dense)))
 
 
 def configure_driver() -> None:
@@ -163,7 +193,7 @@ class SweepLauncher:
         tracking = self._open_tracking(client, resume)
         with runs_ended_on_error(tracking):
             baseline_state, baseline_acc = BaselineStep(config, self.store, self.progress).run(
-                tracking, inputs.shape
+                tracking, inputs.shape, inputs.pretrained
             )
             space, unseeded = self._rank_space(inputs)
             setup = TrialSetup(config, space, inputs.shape, baseline_state, self.trial_callbacks)
@@ -209,15 +239,10 @@ class SweepLauncher:
             )
 
     def _inspect_inputs(self) -> _Inputs:
-        """The data's shape and the model's decomposable convs (bad names fail here)."""
-        config = self.config
-        shape = DataShape.of(sweep_datamodule(config))
-        dense = build_model(
-            config.model.name, shape.in_channels, shape.num_classes, **config.model.options
-        )
-        layers = tuple(conv_layers(dense))
-        select_layers(config, layers)
-        return _Inputs(shape, layers, input_sizes(dense, shape.input_shape, nn.Conv2d))
+        inputs = inspect_inputs(self.config)
+        if inputs.skipped:
+            self.progress(f"left dense (grouped or depthwise convs): {', '.join(inputs.skipped)}")
+        return inputs
 
     def _connect(self) -> str:
         """Ray, checked to have what a trial asks for; the data downloaded once on this node
@@ -250,7 +275,7 @@ class SweepLauncher:
         config = self.config
         return {
             "data": config.data.name,
-            "model": config.model.name,
+            "model": config.model.spec,
             "mode": config.decomposition.mode,
             "seeded": config.decomposition.seed,
             "algorithm": config.search.algorithm,
@@ -304,6 +329,7 @@ class SweepLauncher:
             max_epochs=self.config.max_t,
             target_accuracy=self.config.stopping.target_accuracy,
             describe_trial=TrialDescriber(setup.config, setup.space, setup.data_shape),
+            sweep_name=self.config.name,
         )
         # Always among the callbacks (Tune keeps them for a resume); it shows nothing unless
         # this process set a display.

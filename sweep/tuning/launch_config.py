@@ -38,7 +38,22 @@ def sweep_config(
     else:
         label = f"{config_path}: cluster.storage_path" if config_path else "cluster.storage_path"
     check_output_folder(settings.cluster.storage_path, label)
-    return settings
+    return with_absolute_paths(settings)
+
+
+def with_absolute_paths(settings: SweepConfig) -> SweepConfig:
+    """Relative file paths of the config (model.checkpoint, data.options.path) made absolute
+    against the working directory: Tune runs each trial in its own folder, where a relative
+    path would name nothing. The stored config keeps them absolute for a resume."""
+    model, data = settings.model, settings.data
+    if model.checkpoint is not None and not Path(model.checkpoint).expanduser().is_absolute():
+        model = model.model_copy(update={"checkpoint": str(Path(model.checkpoint).resolve())})
+    path = data.options.get("path")
+    if isinstance(path, str) and "://" not in path and not Path(path).expanduser().is_absolute():
+        data = data.model_copy(
+            update={"options": {**data.options, "path": str(Path(path).resolve())}}
+        )
+    return settings.model_copy(update={"model": model, "data": data})
 
 
 def _resumed_config(

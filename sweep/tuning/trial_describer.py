@@ -28,7 +28,7 @@ class TrialDescriber:
         params = trial_params(plan.rank_plan, plan.lr, plan.init, trial_config)
         shape = self.data_shape
         model = build_model(
-            self.config.model.name, shape.in_channels, shape.num_classes,
+            self.config.model.spec, shape.in_channels, shape.num_classes,
             **self.config.model.options,
         )  # fmt: skip
         decompose(model, plan.rank_plan, init="random")

@@ -1,0 +1,175 @@
+"""Compressing a user's own trained model: the example's three commands (train a plain
+state_dict, sweep from it, export) and a reload in a fresh process that imports only torch, the
+user's module and TuckerConv2d; and one-line errors for what a user can get wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from support.cli import CLI, cli_env
+
+from lightning_modules.data import make_datamodule
+from lightning_modules.nets import build_model, conv_layers, decompose, skipped_convs
+from lightning_modules.nets.pretrained import fit_problem
+from sweep.config import SweepConfig, build_config
+from sweep.errors import user_errors
+from sweep.tuning.launch import inspect_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "own_model"
+
+
+def env() -> dict[str, str]:
+    environment = cli_env()
+    environment["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE), environment["PYTHONPATH"]])
+    return environment
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def sweep_config(folder: Path, **model: object) -> Path:
+    config = yaml.safe_load((EXAMPLE / "sweep.yaml").read_text())
+    config["data"]["options"]["path"] = str(folder / "data.npz")
+    config["model"].update({"checkpoint": str(folder / "my_cnn.pt"), **model})
+    config["model"]["options"]["width"] = 16
+    config["search"]["num_samples"] = 4
+    config["training"] = {"finetune_epochs": 2}
+    config["tracking"] = {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "own"}
+    config["cluster"] = {"storage_path": str(folder / "ray_results")}
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("own-model")
+    result = run([sys.executable, str(EXAMPLE / "train_my_cnn.py"), "--data", "digits",
+                  "--epochs", "3", "--width", "16", "--out", str(folder / "my_cnn.pt"),
+                  "--data-out", str(folder / "data.npz")], folder)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+RELOAD = """
+import sys, torch
+from my_cnn import build
+from lightning_modules.tucker import load_compressed
+model = load_compressed(lambda: build(1, 10, 16), sys.argv[1]).eval()
+images, labels = torch.load(sys.argv[2], weights_only=True)
+with torch.no_grad():
+    print((model(images).argmax(1) == labels).float().mean().item())
+loaded = {name.split(".")[0] for name in sys.modules}
+assert not loaded & {"lightning", "pytorch_lightning", "sweep", "ray", "mlflow"}, loaded
+"""
+
+
+@pytest.mark.slow
+def test_state_dict_to_sweep_to_export_to_reload(trained):
+    folder = trained
+    config = sweep_config(folder)
+    launched = run([*CLI, "launch", str(config)], folder, timeout=600)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "the given weights" in launched.stdout  # nothing trained from scratch
+
+    # The dense reference is the user's own model, evaluated once on val and test.
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("own")
+    (baseline,) = client.search_runs([experiment.experiment_id],
+                                     "tags.`tucker_sweep.kind` = 'baseline'")  # fmt: skip
+    assert {"test_acc", "best_val_acc", "params", "flops"} <= set(baseline.data.metrics)
+    report = json.loads((folder / "reports" / "my-cnn" / "report.json").read_text())
+    assert report["baseline"]["test_acc"] == pytest.approx(baseline.data.metrics["test_acc"])
+    assert all(trial["params"] < baseline.data.metrics["params"] for trial in report["trials"])
+
+    exported = run([*CLI, "export", "--config", str(config), "--out", str(folder / "export")],
+                   folder)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    card = json.loads((folder / "export" / "model.json").read_text())
+    original, compressed = card["comparison"]["original"], card["comparison"]["compressed"]
+    assert compressed["params"] < original["params"] and compressed["test_acc"] is not None
+
+    # The same validation split the sweep used, as plain tensors for the fresh process.
+    datamodule = make_datamodule("npz", seed=0, batch_size=64, path=str(folder / "data.npz"))
+    torch.save(datamodule.val_tensors(), folder / "val.pt")
+    reload = run([sys.executable, "-c", RELOAD, str(folder / "export" / "compressed.pt"),
+                  str(folder / "val.pt")], folder)  # fmt: skip
+    assert reload.returncode == 0, reload.stderr[-3000:]
+    assert float(reload.stdout.strip()) == pytest.approx(compressed["val_acc"], abs=1e-6)
+
+
+def refused_config(folder: Path, model: dict) -> Path:
+    config = sweep_config(folder)
+    raw = yaml.safe_load(config.read_text())
+    raw["model"].update(model)
+    raw["model"] = {key: value for key, value in raw["model"].items() if value is not None}
+    raw["name"] = "refused"
+    path = folder / "refused.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"factory": "no_such_package.models:build"}, "cannot import no_such_package.models"),
+        ({"factory": "support.user_models:linear_only", "options": {}, "checkpoint": None},
+         "has no conv layer to decompose"),
+        ({"options": {"in_channels": 1, "num_classes": 10, "width": 8}},
+         "does not match the model: stem.0.weight is (16, 1, 5, 5) there, (8, 1, 5, 5)"),
+    ],
+)  # fmt: skip
+def test_the_cli_refuses_a_model_it_cannot_compress_in_one_line(trained, model, message):
+    result = run([*CLI, "launch", str(refused_config(trained, model))], trained, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert not (trained / "ray_results" / "refused").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"factory": "support.user_models:missing"}, "has no callable 'missing'"),
+        ({"factory": "support.user_models:not_a_module", "options": {}},
+         "returned str, not a torch nn.Module"),
+        ({"factory": "support.user_models:depthwise_only", "options": {}, "checkpoint": None},
+         "has no conv layer to decompose"),
+        ({"options": {"in_channels": 3, "num_classes": 10, "width": 16}, "checkpoint": None},
+         "does not fit npz: a batch of 1x8x8 images does not go through it"),
+        ({"options": {"in_channels": 1, "num_classes": 7, "width": 16}, "checkpoint": None},
+         "it gives (2, 7) for a batch of 2 images; the data has 10 classes"),
+        ({"checkpoint": "data.npz"}, "is not a PyTorch weights file"),
+        ({"torchvision": "resnet18", "options": {}, "checkpoint": None}, "torchvision"),
+        ({"name": "resnet8", "factory": "my_cnn:build"}, "give one of model.name"),
+    ],
+)  # fmt: skip
+def test_models_that_cannot_be_compressed_are_user_errors(trained, model, message, monkeypatch):
+    # The checks launch runs before anything is recorded (the CLI prints them in one line).
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.chdir(trained)
+    with pytest.raises(user_errors()) as refused:
+        inspect_inputs(build_config(SweepConfig, refused_config(trained, model)))
+    assert message in str(refused.value)
+
+
+def test_the_example_model_has_what_real_networks_have(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    model = build_model("factory:my_cnn:build", 1, 10, in_channels=1, num_classes=10, width=8)
+    layers = {layer.name: layer for layer in conv_layers(model)}
+    assert layers["stem.0"].is_input_layer and layers["stem.0"].geometry.kernel_size == (5, 5)
+    assert layers["body.4"].geometry.kernel_size == (1, 1)  # Tucker-2: D = 1
+    assert skipped_convs(model) == ["body.3"]  # depthwise
+    decompose(model, {"body.4": (4, 4, 1)}, init="hooi")
+    assert fit_problem(model, (1, 8, 8), 10) is None
