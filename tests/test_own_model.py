@@ -18,7 +18,13 @@ from support.cli import CLI, cli_env
 
 from lightning_modules.data import make_datamodule
 from lightning_modules.nets import build_model, conv_layers, decompose, skipped_convs
-from lightning_modules.nets.pretrained import fit_problem
+from lightning_modules.nets.pretrained import (
+    PretrainedWeightsError,
+    fit_problem,
+    load_pretrained,
+    match_state_dict,
+    read_state_dict,
+)
 from sweep.config import SweepConfig, build_config
 from sweep.errors import user_errors
 from sweep.tuning.launch import inspect_inputs
@@ -173,3 +179,28 @@ def test_the_example_model_has_what_real_networks_have(monkeypatch):
     assert skipped_convs(model) == ["body.3"]  # depthwise
     decompose(model, {"body.4": (4, 4, 1)}, init="hooi")
     assert fit_problem(model, (1, 8, 8), 10) is None
+
+
+def test_weights_are_read_from_the_usual_files_and_matched_by_name(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    model = build_model("factory:my_cnn:build", 1, 10, in_channels=1, num_classes=10, width=8)
+    state = model.state_dict()
+    formats = {
+        "plain.pt": state,
+        "saved_dict.pt": {"state_dict": state, "epoch": 3},
+        # A Lightning checkpoint of a LightningModule holding the net as `model`.
+        "lightning.ckpt": {"state_dict": {f"model.{k}": v for k, v in state.items()},
+                           "pytorch-lightning_version": "2.6.0", "epoch": 3},
+    }  # fmt: skip
+    for name, content in formats.items():
+        torch.save(content, tmp_path / name)
+        fresh = build_model("factory:my_cnn:build", 1, 10, in_channels=1, num_classes=10, width=8)
+        load_pretrained(fresh, tmp_path / name)
+        for key, value in fresh.state_dict().items():
+            assert torch.equal(value, state[key]), (name, key)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(PretrainedWeightsError, match="holds a list, not a state_dict"):
+        read_state_dict(tmp_path / "list.pt")
+    missing = {k: v for k, v in state.items() if not k.startswith("head")}
+    with pytest.raises(PretrainedWeightsError, match=r"2 of its \d+ tensors are missing"):
+        match_state_dict(model, missing, "partial.pt")

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,11 +17,13 @@ import jsonschema
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
+from mlflow.tracking import MlflowClient
 from support.cli import run_cli
 from support.report_store import EXPERIMENT, SWEEP, free_port, handmade_store, shared_sweep
 
 from sweep.report.ranking import pareto_front
 from sweep.report.schema import report_json_schema
+from sweep.tracking.driver import DRIVER_TAG, driver_identity
 
 SCHEMA_FILE = Path(__file__).parents[1] / "sweep" / "report" / "schema.json"
 CHROMIUM = "/usr/bin/chromium"
@@ -385,6 +389,36 @@ def test_a_running_sweep_gives_a_partial_report(tmp_path):
     assert report["asha"]["trial_epochs_run"] == 7 and report["asha"]["trial_epochs_full"] == 12
     assert "Partial report" in (tmp_path / "out" / "report.md").read_text()
     jsonschema.validate(report, json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_a_sweep_whose_driver_died_reads_as_interrupted(tmp_path):
+    # A driver killed outright (SIGKILL, a lost node) leaves its runs RUNNING: the report must
+    # call the sweep interrupted, not running, and its unfinished trials too.
+    uri = handmade_store(
+        tmp_path,
+        [
+            _trial((8, 8, 3), [0.7, 0.91, 0.93, 0.94]),
+            _trial((6, 6, 3), [0.6, 0.92], status="RUNNING", final=False),
+        ],
+        sweep_status="RUNNING",
+    )
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`tucker_sweep.kind` = 'sweep'")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs, on this host
+    client.set_tag(parent.info.run_id, DRIVER_TAG, f"{socket.gethostname()}:{gone.pid}:1.00")
+    result = run_cli("report", "--format", "json", "--tracking-uri", uri, "--experiment",
+                     EXPERIMENT, "--out", str(tmp_path / "out"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["sweep"]["state"] == "interrupted" and report["sweep"]["partial"]
+    assert {t["status"] for t in report["trials"]} == {"completed", "interrupted"}
+    # While its driver lives (this process), the same sweep is running.
+    client.set_tag(parent.info.run_id, DRIVER_TAG, driver_identity())
+    result = run_cli("report", "--format", "json", "--tracking-uri", uri, "--experiment",
+                     EXPERIMENT, "--out", str(tmp_path / "out"), cwd=tmp_path)  # fmt: skip
+    assert json.loads(result.stdout)["sweep"]["state"] == "running"
 
 
 def _fails(result, *phrases):
