@@ -10,6 +10,7 @@ import mlflow
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from support.cli import run_cli_in_process
 
 from lightning_modules.module import TuckerClassifier
 
@@ -74,8 +75,8 @@ def test_train_records_a_tucker_run_in_mlflow(tmp_path):
         (["launchx"], "No such command"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_status_2(tmp_path, args, message):
-    result = run_cli(*args, cwd=tmp_path)
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capfd, args, message):
+    result = run_cli_in_process(*args, cwd=tmp_path, capfd=capfd)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -20,7 +20,7 @@ from lightning_modules.tucker import TuckerConv2d
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize(("channels", "size"), [(1, 8), (3, 32)])
 def test_every_model_builds_for_small_and_cifar_images(name, channels, size):
-    model = build_model(name, in_channels=channels, num_classes=7)
+    model = build_model(name, channels, 7)
     assert model(torch.randn(2, channels, size, size)).shape == (2, 7)
     layers = conv_layers(model)
     assert layers[0].is_input_layer and layers[0].shape[1] == channels

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
-from support.cli import CLI, cli_env
+from support.cli import CLI, cli_env, run_cli_in_process
 
 from lightning_modules.data import make_datamodule
 from lightning_modules.nets import build_model, conv_layers, decompose, skipped_convs
@@ -136,8 +136,12 @@ def refused_config(folder: Path, model: dict) -> Path:
          "does not match the model: stem.0.weight is (16, 1, 5, 5) there, (8, 1, 5, 5)"),
     ],
 )  # fmt: skip
-def test_the_cli_refuses_a_model_it_cannot_compress_in_one_line(trained, model, message):
-    result = run([*CLI, "launch", str(refused_config(trained, model))], trained, timeout=120)
+def test_the_cli_refuses_a_model_it_cannot_compress_in_one_line(
+    trained, capfd, monkeypatch, model, message
+):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    config = refused_config(trained, model)
+    result = run_cli_in_process("launch", str(config), cwd=trained, capfd=capfd)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]

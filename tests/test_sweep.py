@@ -2,12 +2,10 @@
 
 import json
 import math
-import signal
-import time
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support.cli import run_cli, start_cli, trial_runs, write_config
+from support.cli import run_cli, trial_runs, write_config
 from support.faults import FaultPlan
 
 FINAL_METRICS = {
@@ -57,38 +55,6 @@ def test_digits_sweep_with_asha_records_every_trial(tmp_path):
         "config.yaml", "seed.json", "spectra.png",
     }  # fmt: skip
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs)
-
-
-@pytest.mark.slow
-def test_interrupted_sweep_resumes_without_duplicate_runs(tmp_path):
-    # Epochs paced to >= 1 s: the interrupt must land while trials are still to come.
-    config = write_config(tmp_path, {"scheduler.name": "none", "stopping.max_epochs": 4,
-                                     "scheduler.max_t": 4, "search.num_samples": 6})  # fmt: skip
-    driver = start_cli(str(config), cwd=tmp_path, log=tmp_path / "first.log",
-                       faults=FaultPlan(epoch_delay_seconds=1.0))  # fmt: skip
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            finished = [r for r in trial_runs(tmp_path) if r.info.status == "FINISHED"]
-            if len(finished) >= 2:
-                break
-            assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            time.sleep(1)
-        driver.send_signal(signal.SIGINT)
-        driver.wait(timeout=120)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert len(trial_runs(tmp_path)) < 6, "the sweep finished before it could be interrupted"
-
-    result = run_cli("launch", "--resume", "test-sweep", "--storage-path",
-                     str(tmp_path / "ray_results"), cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = trial_runs(tmp_path)
-    trial_ids = [run.data.tags["tucker_sweep.trial_id"] for run in runs]
-    assert len(trial_ids) == len(set(trial_ids)) == 6
-    assert {run.info.status for run in runs} == {"FINISHED"}
-    assert all(run.data.metrics["epochs_run"] == 4 for run in runs)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import ray
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
-from support.cli import run_cli, write_config
+from support.cli import run_cli, run_cli_in_process, write_config
 
 from lightning_modules.data import ArrayDataModule, DatasetWarning
 from sweep.errors import ConfigError
@@ -40,16 +41,33 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize(("config", "message"), BAD_CONFIGS)
-def test_bad_sweep_config_is_one_line_and_exit_2(tmp_path, config, message):
+def test_bad_sweep_config_is_one_line_and_exit_2(tmp_path, capfd, config, message):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = run_cli("launch", str(path), cwd=tmp_path, timeout=120)
+    result = run_cli_in_process("launch", str(path), cwd=tmp_path, capfd=capfd)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr[-2000:]
     assert message in lines[0]
     assert not (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "ray_results").exists()
+
+
+def test_a_bad_config_through_the_console_script_is_one_line_and_exit_2(tmp_path):
+    # The cases above call the CLI's entry point in the test process; this one runs the
+    # installed console script, as a user does.
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"model": {"name": "vgg99"}}))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "tucker-sweep"), "launch", str(path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tucker-sweep: error: unknown model 'vgg99'; known models: vgg_small, resnet8, resnet20, "
+        "resnet32"
+    ]
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.parametrize(
@@ -68,8 +86,8 @@ def test_bad_sweep_config_is_one_line_and_exit_2(tmp_path, config, message):
         ),
     ],
 )
-def test_bad_flags_are_one_line_and_exit_2(tmp_path, args, message):
-    result = run_cli(*args, cwd=tmp_path, timeout=120)
+def test_bad_flags_are_one_line_and_exit_2(tmp_path, capfd, args, message):
+    result = run_cli_in_process(*args, cwd=tmp_path, capfd=capfd)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
@@ -202,9 +220,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("setup", "args", "message"), BAD_INPUTS)
-def test_bad_input_is_one_line_naming_its_source_and_exit_2(tmp_path, setup, args, message):
+def test_bad_input_is_one_line_naming_its_source_and_exit_2(tmp_path, capfd, setup, args, message):
     setup(tmp_path)
-    result = run_cli(*args, cwd=tmp_path, timeout=120)
+    result = run_cli_in_process(*args, cwd=tmp_path, capfd=capfd)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]

@@ -1,6 +1,6 @@
 """Which convs of a model can be Tucker layers, rank plans for them, and decomposing a model.
 
-model = build_model("vgg_small", in_channels=1, num_classes=10)
+model = build_model("vgg_small", 1, 10)  # in channels, classes
 plan = uniform_plan(model, 0.25)              # {"block1.conv2": (8, 8, 2), ...}
 decompose(model, plan, init="hooi")           # convs replaced by TuckerConv2d in place
 """

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -87,3 +90,40 @@ def trial_runs(folder: Path, experiment: str = "tests") -> list:
     return client.search_runs(
         [found.experiment_id], filter_string="tags.`tucker_sweep.kind` = 'trial'"
     )
+
+
+def run_cli_in_process(*args: str, cwd: Path, capfd) -> subprocess.CompletedProcess:
+    """The real CLI entry point (`sweep.cli.main`) in this process, for input that must fail
+    before any training, Ray or server: the same code path as `run_cli` without starting an
+    interpreter and importing torch for every case (seconds each). `capfd` is pytest's
+    fixture: it captures what reaches file descriptors 1 and 2, C-level writes included.
+    What the CLI changes in the process (environment, working directory, signal handlers,
+    warning display, MLflow's log level) is put back afterwards."""
+    from sweep.cli import main
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_handlers = {
+        signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    mlflow_logger = logging.getLogger("mlflow")
+    saved_level = mlflow_logger.level
+    for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        os.environ.pop(name, None)
+    capfd.readouterr()  # what came before is not this command's
+    try:
+        os.chdir(cwd)
+        with warnings.catch_warnings():
+            try:
+                main(list(args))
+                status = 0
+            except SystemExit as exit_:
+                status = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for signum, handler in saved_handlers.items():
+            signal.signal(signum, handler)
+        mlflow_logger.setLevel(saved_level)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(["tucker-sweep", *args], status, out, err)
