@@ -98,6 +98,8 @@ def test_state_dict_to_sweep_to_export_to_reload(trained):
     report = json.loads((folder / "reports" / "my-cnn" / "report.json").read_text())
     assert report["baseline"]["test_acc"] == pytest.approx(baseline.data.metrics["test_acc"])
     assert all(trial["params"] < baseline.data.metrics["params"] for trial in report["trials"])
+    # Fine-tuning from a trained model is not a race against training it from scratch.
+    assert "the dense reference was given trained" in report["convergence"]["summary"]
 
     exported = run([*CLI, "export", "--config", str(config), "--out", str(folder / "export")],
                    folder)  # fmt: skip

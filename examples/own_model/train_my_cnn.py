@@ -35,7 +35,7 @@ MNIST = HERE.parents[2] / "shared" / "data" / "mnist-t10k"
 def write_data(path: Path, source: str) -> str:
     """The images and labels as an .npz; returns what they are."""
     if source in ("auto", "mnist") and (MNIST / "t10k-images-idx3-ubyte.gz").is_file():
-        images, labels = read_mnist_idx(MNIST, "t10k")
+        images, labels = read_mnist_idx(MNIST, "test")
         np.savez_compressed(path, x=images, y=labels)
         return f"MNIST test set ({len(labels)} images, 28x28)"
     if source == "mnist":

@@ -37,6 +37,11 @@ def convergence(
     seconds = [entry.seconds_to_target for entry in reached if entry.seconds_to_target is not None]
     median_epochs = statistics.median(epochs) if epochs else None
     base_epochs = baseline.epochs_to_target if baseline else None
+    # At the target after 0 epochs: the reference was given trained (model.checkpoint), so
+    # there is no training of it to compare the trials' fine-tuning with.
+    pretrained = base_epochs == 0
+    if pretrained:
+        base_epochs = None
     faster = same = slower = 0
     if base_epochs is not None:
         faster = sum(e < base_epochs for e in epochs)  # type: ignore[operator]
@@ -58,7 +63,8 @@ def convergence(
         verdict=_verdict(median_epochs, base_epochs),  # type: ignore[arg-type]
         summary="",
     )
-    return figures.model_copy(update={"summary": summary(figures, baseline is not None)})
+    text = summary(figures, baseline is not None, pretrained)
+    return figures.model_copy(update={"summary": text})
 
 
 def _epochs_text(epochs: float | None, seconds: float | None) -> str:
@@ -68,7 +74,7 @@ def _epochs_text(epochs: float | None, seconds: float | None) -> str:
     return text + (f" ({seconds:.1f} s)" if seconds is not None else "")
 
 
-def summary(figures: Convergence, has_baseline: bool) -> str:
+def summary(figures: Convergence, has_baseline: bool, pretrained: bool = False) -> str:
     """The paragraph that answers the question with this sweep's figures."""
     if figures.target_accuracy is None:
         return "the sweep recorded no target accuracy"
@@ -76,6 +82,9 @@ def summary(figures: Convergence, has_baseline: bool) -> str:
     parts = [f"Target val acc {figures.target_accuracy:g}:"]
     if not has_baseline:
         parts.append("no dense baseline was trained in this sweep;")
+    elif pretrained:
+        parts.append("the dense reference was given trained (model.checkpoint), so there is no "
+                     "training of it to compare with;")  # fmt: skip
     else:
         base = _epochs_text(base_epochs, figures.baseline_seconds_to_target)
         parts.append(f"dense baseline {base};")
@@ -90,7 +99,8 @@ def summary(figures: Convergence, has_baseline: bool) -> str:
             f"{figures.trials_slower} slower than the baseline)"
         )
     parts[-1] += "."
-    parts.append(_ANSWERS[figures.verdict])
+    if not pretrained:
+        parts.append(_ANSWERS[figures.verdict])
     if considered > reached:
         parts.append("Trials that ASHA stopped before the target count as not reached.")
     return " ".join(parts)
