@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+from torch import Tensor, nn
 
 from lightning_modules.data import ClassificationDataModule, DataShape, make_datamodule
+from lightning_modules.nets import build_model
+from lightning_modules.nets.pretrained import match_state_dict, read_state_dict
 from sweep.config import DataConfig, SweepConfig
 
 
@@ -22,6 +25,22 @@ def sweep_datamodule(config: SweepConfig) -> ClassificationDataModule:
     """The data module of a sweep: the same split for the baseline, every trial and export."""
     training = config.training
     return datamodule_for(config.data, seed=training.seed, batch_size=training.batch_size)
+
+
+def dense_model(config: SweepConfig, shape: DataShape) -> nn.Module:
+    """The configured network, dense and freshly initialised, for data of `shape`."""
+    return build_model(
+        config.model.spec, shape.in_channels, shape.num_classes, **config.model.options
+    )
+
+
+def checkpoint_weights(config: SweepConfig, model: nn.Module) -> dict[str, Tensor] | None:
+    """The weights of model.checkpoint matched to `model` (one-line errors naming the key),
+    or None without a checkpoint."""
+    if config.model.checkpoint is None:
+        return None
+    weights = read_state_dict(config.model.checkpoint)
+    return match_state_dict(model, weights, f"model.checkpoint {config.model.checkpoint}")
 
 
 def prepare_data_once_per_node(datamodule: ClassificationDataModule) -> None:

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_modules.data import DataShape
-from lightning_modules.nets import build_model, conv_layers
-from lightning_modules.nets.pretrained import match_state_dict, read_state_dict
+from lightning_modules.nets import conv_layers
 from lightning_modules.ranks import candidate_ranks
-from sweep.builders import sweep_datamodule
+from sweep.builders import checkpoint_weights, dense_model, sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.seeding.baseline import (
     BaselineResult,
@@ -101,12 +100,8 @@ def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = N
     loaded = baseline_from_checkpoint(checkpoint, config, shape) if checkpoint else None
     if loaded is None and config.model.checkpoint is not None:
         # The user's own trained weights (model.checkpoint): analysed as they are.
-        dense = build_model(
-            config.model.spec, shape.in_channels, shape.num_classes, **config.model.options
-        )
-        weights = read_state_dict(config.model.checkpoint)
-        matched = match_state_dict(dense, weights, f"model.checkpoint {config.model.checkpoint}")
-        loaded = pretrained_baseline(config, shape, matched)
+        weights = checkpoint_weights(config, dense_model(config, shape))
+        loaded = pretrained_baseline(config, shape, weights)
     client = tracking_client(config.tracking.resolved_uri())  # checked before training
     experiment_id = experiment_id_for(client, config.tracking.experiment)
     baseline = loaded or train_baseline(config, shape, baseline_epochs(config))

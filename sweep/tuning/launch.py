@@ -21,13 +21,12 @@ from torch import nn
 from lightning_modules.data import DataShape
 from lightning_modules.nets import (
     ConvLayer,
-    build_model,
     conv_layers,
     input_sizes,
     skipped_convs,
 )
-from lightning_modules.nets.pretrained import fit_problem, match_state_dict, read_state_dict
-from sweep.builders import sweep_datamodule
+from lightning_modules.nets.pretrained import fit_problem
+from sweep.builders import checkpoint_weights, dense_model, sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError
 from sweep.report.write import write_sweep_report
@@ -100,16 +99,11 @@ def inspect_inputs(config: SweepConfig) -> _Inputs:
     bad names, a model that does not fit the data and weights that do not fit the model
     fail here, in one line, before anything is recorded or trained."""
     shape = DataShape.of(sweep_datamodule(config))
-    dense = build_model(
-        config.model.spec, shape.in_channels, shape.num_classes, **config.model.options
-    )
+    dense = dense_model(config, shape)
     problem = fit_problem(dense, shape.input_shape, shape.num_classes)
     if problem:
         raise ConfigError(f"model {config.model.spec} does not fit {config.data.name}: {problem}")
-    pretrained = None
-    if config.model.checkpoint is not None:
-        weights = read_state_dict(config.model.checkpoint)
-        pretrained = match_state_dict(dense, weights, f"model.checkpoint {config.model.checkpoint}")
+    pretrained = checkpoint_weights(config, dense)
     layers = tuple(conv_layers(dense))
     select_layers(config, layers)
     input_hw = input_sizes(dense, shape.input_shape, nn.Conv2d)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_modules.data import DataShape
-from lightning_modules.nets import build_model, decompose, model_cost
+from lightning_modules.nets import decompose, model_cost
+from sweep.builders import dense_model
 from sweep.config import SweepConfig
 from sweep.space import RankSpace
 from sweep.tracking.names import ESTIMATED_ERROR_METRIC
@@ -27,10 +28,7 @@ class TrialDescriber:
         plan = self.space.decode(trial_config)
         params = trial_params(plan.rank_plan, plan.lr, plan.init, trial_config)
         shape = self.data_shape
-        model = build_model(
-            self.config.model.spec, shape.in_channels, shape.num_classes,
-            **self.config.model.options,
-        )  # fmt: skip
+        model = dense_model(self.config, shape)
         decompose(model, plan.rank_plan, init="random")
         cost = model_cost(model, shape.input_shape)
         metrics = {"params": cost.params, "flops": cost.flops, "compression": cost.compression}
