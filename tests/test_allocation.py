@@ -20,6 +20,7 @@ from lightning_modules.ranks.allocation import (
     estimated_error,
     left_out_energy,
 )
+from lightning_modules.ranks.spectra import ModeSpectra
 from lightning_modules.tucker import ConvGeometry, hooi, validate_ranks
 from lightning_modules.tucker.cost import tucker_flops, tucker_param_count
 
@@ -99,6 +100,20 @@ def test_every_reachable_target_is_met_with_feasible_ranks(allocate, metric):
     extreme = allocate(noisy, 10_000.0, metric)
     assert not extreme.met
     assert all(tuple(r) == (1, 1, 1) for r in extreme.ranks.values())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 6])
+def test_an_unreachable_target_gets_rank_one_whatever_the_round_off(seed):
+    """Spectra given as numbers (no BLAS anywhere), chosen so that sqrt(e)**2 != e for the
+    layer's own error at (1, 1, 1): before squared levels, the layer no longer fitted at its
+    own error and got (1, 2, 2) or (2, 2, 1)."""
+    rng = np.random.default_rng(seed)
+    spectra = ModeSpectra(*(np.sort(rng.random(k))[::-1] for k in (4, 3, 4)))
+    only = LayerSpectra("b", ConvGeometry.of(3, 4, (2, 2), padding=1), spectra, (4, 4))
+    for metric in ("params", "flops"):
+        for allocate in (allocate_minimax, allocate_uniform_threshold):
+            plan = allocate([only], 10_000.0, metric)
+            assert tuple(plan.ranks["b"]) == (1, 1, 1) and not plan.met
 
 
 def _feasible_triples(geometry: ConvGeometry):

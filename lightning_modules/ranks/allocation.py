@@ -33,6 +33,13 @@ from lightning_modules.tucker.cost import (
 BudgetMetric = Literal["params", "flops"]
 METRICS: tuple[str, ...] = ("params", "flops")
 _BISECTION_STEPS = 60  # halves the interval to below 1e-18 of its width
+# Error levels are compared as squared errors (sums of left-out energy shares), never through a
+# square root and back: sqrt(x)**2 differs from x in the last bit for most x, and which way it
+# rounds decided whether a layer's own (1, 1, 1) fitted at its own error. The slack covers the
+# round-off of summing three shares in another order (a few ulp of a number at most 1), and no
+# more: any two distinct plans of real spectra differ by far more than 1e-9 of the level.
+_RELATIVE_SLACK = 1e-9
+_ABSOLUTE_SLACK = 1e-15
 
 
 class AllocationError(ValueError):
@@ -134,12 +141,23 @@ class _Layer:
         dims = self.geometry.tensor_shape
         return make_feasible(dims, dims)[0]
 
-    def cheapest_within(self, level: float) -> TuckerRanks | None:
-        """The cheapest feasible triple whose estimated error is at most `level` (ties: the
-        smaller error, then the smaller ranks); None if there is none."""
+    def squared_error(self, ranks: Sequence[int]) -> float:
+        return sum(float(t[r]) for t, r in zip(self.tails, ranks, strict=True))
+
+    @staticmethod
+    def cheapest_ranks() -> TuckerRanks:
+        """Rank 1 in every mode: always feasible, and the cheapest triple under either metric
+        (both costs grow with every rank)."""
+        return TuckerRanks(1, 1, 1)
+
+    def cheapest_within(self, squared_level: float) -> TuckerRanks | None:
+        """The cheapest feasible triple whose estimated squared error is at most
+        `squared_level`, up to round-off (ties: the smaller error, then the smaller ranks);
+        None if there is none."""
         out_ranks, spatial_ranks = self.out_ranks, self.spatial_ranks
         _, c, _ = self.geometry.tensor_shape
-        room = level**2 - self.tails[0][out_ranks] - self.tails[2][spatial_ranks]
+        allowed = squared_level * (1 + _RELATIVE_SLACK) + _ABSOLUTE_SLACK
+        room = allowed - self.tails[0][out_ranks] - self.tails[2][spatial_ranks]
         in_ranks = np.searchsorted(self.negative_in_tail, -room, side="left")
         # Feasibility (docs/design.md, "The Tucker form"): raising C' only lowers the error.
         in_ranks = np.maximum(in_ranks, 1)
@@ -190,15 +208,18 @@ def _bisect(
     budget: float,
     lossless: float,
     cheapest: float,
+    cheapest_plan: list[TuckerRanks],
 ) -> list[TuckerRanks]:
     """The plan at the point of [lossless, cheapest] closest to `lossless` whose cost is
-    within the budget (cost falls as the point moves towards `cheapest`)."""
+    within the budget (cost falls as the point moves towards `cheapest`). An unreachable
+    budget gets `cheapest_plan` itself, by construction rather than from `plan_at(cheapest)`,
+    whose answer at the interval's very end is the one most exposed to round-off."""
     plan = plan_at(lossless)
     if cost_of(plan) <= budget:
         return plan
-    plan = plan_at(cheapest)
-    if cost_of(plan) > budget:
-        return plan  # unreachable: the cheapest plan there is
+    if cost_of(cheapest_plan) > budget:
+        return cheapest_plan
+    plan = cheapest_plan
     low, high = lossless, cheapest
     for _ in range(_BISECTION_STEPS):
         middle = (low + high) / 2
@@ -220,16 +241,17 @@ def allocate_minimax(
     prepared = _prepare(layers, target_compression, metric)
     budget = sum(layer.dense_cost for layer in prepared) / target_compression
 
-    def plan_at(level: float) -> list[TuckerRanks]:
+    def plan_at(squared_level: float) -> list[TuckerRanks]:
         # The feasible full ranks are lossless, so every level has a triple; the fallback only
         # guards against round-off in the tails.
-        return [layer.cheapest_within(level) or layer.full_ranks() for layer in prepared]
+        return [layer.cheapest_within(squared_level) or layer.full_ranks() for layer in prepared]
 
     def cost_of(plan: list[TuckerRanks]) -> int:
         return sum(int(layer.cost(r)) for layer, r in zip(prepared, plan, strict=True))
 
-    worst = max(layer.error((1, 1, 1)) for layer in prepared)
-    plan = _bisect(plan_at, cost_of, budget, lossless=0.0, cheapest=worst)
+    cheapest_plan = [layer.cheapest_ranks() for layer in prepared]
+    worst = max(layer.squared_error(r) for layer, r in zip(prepared, cheapest_plan, strict=True))
+    plan = _bisect(plan_at, cost_of, budget, 0.0, worst, cheapest_plan)
     return _allocation(prepared, plan, target_compression, metric)
 
 
@@ -253,5 +275,6 @@ def allocate_uniform_threshold(
     def cost_of(plan: list[TuckerRanks]) -> int:
         return sum(int(layer.cost(r)) for layer, r in zip(prepared, plan, strict=True))
 
-    plan = _bisect(plan_at, cost_of, budget, lossless=0.0, cheapest=1.0)
+    cheapest_plan = [layer.cheapest_ranks() for layer in prepared]
+    plan = _bisect(plan_at, cost_of, budget, 0.0, 1.0, cheapest_plan)
     return _allocation(prepared, plan, target_compression, metric)
