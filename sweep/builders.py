@@ -14,11 +14,15 @@ from lightning_modules.data import ClassificationDataModule, DataShape, make_dat
 from lightning_modules.nets import build_model
 from lightning_modules.nets.pretrained import match_state_dict, read_state_dict
 from sweep.config import DataConfig, SweepConfig
+from sweep.errors import ConfigError, echo, first_line
 
 
 def datamodule_for(data: DataConfig, *, seed: int, batch_size: int) -> ClassificationDataModule:
     """The configured data module, split with `seed`."""
-    return make_datamodule(data.name, seed=seed, batch_size=batch_size, **data.options)
+    try:
+        return make_datamodule(data.name, seed=seed, batch_size=batch_size, **data.options)
+    except TypeError as error:  # an option of the wrong type, or one the config sets itself
+        raise ConfigError(f"data.options {echo(data.options)}: {first_line(error)}") from None
 
 
 def sweep_datamodule(config: SweepConfig) -> ClassificationDataModule:

@@ -7,6 +7,7 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -16,8 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError, user_errors
+from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError, shorten, user_errors
 from sweep.live_view import LiveView
+from sweep.tracking.redact import redact
 
 app = typer.Typer(
     name="tucker-sweep",
@@ -25,8 +27,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+class _RedactingConsole(Console):
+    """rich's Console, masking the credentials of every URI in the text it prints: a tracking
+    URI may carry a password (sweep.tracking.redact), and no printed line shows it."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
 # soft_wrap: a summary line stays one line when piped (rich would wrap it at 80 columns).
-console = Console(soft_wrap=True)
+console = _RedactingConsole(soft_wrap=True)
 
 
 # The flag that sets each config key: a bad value names the flag, not the config file.
@@ -71,6 +83,9 @@ def _check_tracking(settings: Any, flag_value: str | None, config: Path | None) 
     """A tracking URI MLflow cannot open as a store fails here, naming where it came from."""
     from sweep.tracking.client import check_tracking_uri
 
+    # MLflow's INFO lines (creating a new store's tables) are for its own users and came before
+    # a one-line error; importing mlflow sets its level, so it is set after the import.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     if flag_value is None and settings.tracking.uri is None:
         label = "$MLFLOW_TRACKING_URI"
     else:
@@ -234,9 +249,8 @@ def launch(
     _check_tracking(settings, tracking_uri, config)
     from sweep.tuning.launch import launch_sweep  # Ray and Lightning: once the input is good
 
-    if not verbose:
-        # MLflow's INFO lines (creating the tables of a new store) are for its own users.
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+    if verbose:  # MLflow's INFO lines too (_check_tracking holds them back otherwise)
+        logging.getLogger("mlflow").setLevel(logging.INFO)
     with LiveView(console) as view:
         outcome = launch_sweep(
             settings,
@@ -251,6 +265,15 @@ def launch(
         f"best val_acc {best}, {outcome.seconds:.0f} s | MLflow run {outcome.parent_run_id} in "
         f"{outcome.tracking_uri} | Ray results in {outcome.experiment_path}"
     )
+    if outcome.stopped_by is not None:
+        from sweep.stop_signals import exit_status, signal_name
+
+        print(
+            f"tucker-sweep: {signal_name(outcome.stopped_by)} while Ray shut down; the sweep "
+            "had finished and is fully recorded",
+            file=sys.stderr,
+        )
+        sys.exit(exit_status(outcome.stopped_by))
 
 
 def _parse_thresholds(text: str | None) -> Any:
@@ -477,6 +500,13 @@ def export(
     settings = _tracking_settings(config, tracking_uri, experiment)
     if storage_path is None and config is not None:
         storage_path = settings.cluster.storage_path
+    if register:  # a read-only store is refused before the export's minutes of work
+        from sweep.tracking.sqlite_store import check_sqlite_store
+
+        check_sqlite_store(
+            settings.tracking.resolved_uri(), create=False, writes=True,
+            read_only_hint="--no-register exports the model without registering it",
+        )  # fmt: skip
     from sweep.export import ExportCheckError, export_trial  # torch, Lightning
 
     try:
@@ -491,7 +521,7 @@ def export(
             register=register,
         )
     except ExportCheckError as failed:  # a failed check, not a usage error: status 1
-        print(f"tucker-sweep export: check failed: {failed}", file=sys.stderr)
+        print(f"tucker-sweep export: check failed: {redact(str(failed))}", file=sys.stderr)
         sys.exit(1)
     for note in outcome.notes:
         console.print(f"note: {note}")
@@ -509,12 +539,23 @@ def export(
 
 
 def _fail(message: str, command_path: str = "tucker-sweep") -> None:
-    # Plain print, not rich: rich would wrap a long message onto several lines.
-    print(f"{command_path}: error: {message}", file=sys.stderr)
+    # Plain print, not rich: rich would wrap a long message onto several lines. Cut to a line
+    # however long what it echoes (sweep.errors.LINE_LIMIT per echoed part).
+    _held_warnings.clear()  # about input that is refused: the error says what to fix
+    print(f"{command_path}: error: {shorten(redact(message), 2000)}", file=sys.stderr)
     sys.exit(2)
 
 
 _show_other_warning = warnings.showwarning
+# Libraries' warnings (torch's, Lightning's) wait for the command's end, and are dropped when it
+# refuses its input: torch's note on an unusual pickle protocol came before "not a PyTorch
+# weights file", and an empty layer's warning before the error about its width.
+_held_warnings: list[tuple[Any, ...]] = []
+
+
+def _release_held_warnings() -> None:
+    while _held_warnings:
+        _show_other_warning(*_held_warnings.pop(0))
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -522,9 +563,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     """The project's own warnings (lightning_modules', sweep's) are written for people: one
     line, like the errors, without Python's file and source line."""
     if category.__module__.split(".")[0] in ("lightning_modules", "sweep"):
-        print(f"tucker-sweep: warning: {message}", file=sys.stderr)
+        print(f"tucker-sweep: warning: {redact(str(message))}", file=sys.stderr)
         return
-    _show_other_warning(message, category, filename, lineno, file, line)
+    _held_warnings.append((redact(str(message)), category, filename, lineno, file, line))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -532,8 +573,19 @@ def main(argv: list[str] | None = None) -> None:
     # Lightning 2.6 builds torch's deprecated LeafSpec on every step: noise users can't act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
     warnings.showwarning = _show_warning
+    # MLflow prints "View run ... at <tracking URI>" for every run a server ends: its own
+    # links, with the URI's credentials; the CLI says where runs are itself.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     args = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
+    _held_warnings.clear()
+    try:
+        _run(command, args)
+    finally:
+        _release_held_warnings()
+
+
+def _run(command: Any, args: list[str]) -> None:
     try:
         # standalone_mode=False hands usage errors to us, so they become one line instead of
         # click's usage block.
@@ -548,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
         print("tucker-sweep: interrupted", file=sys.stderr)
         sys.exit(130)
     except SweepInterrupted as interrupted:
-        print(f"tucker-sweep: {interrupted}", file=sys.stderr)
+        print(f"tucker-sweep: {redact(str(interrupted))}", file=sys.stderr)
         sys.exit(interrupted.exit_status)
     except TuckerSweepError as error:
         _fail(str(error).replace("\n", " "))

@@ -10,9 +10,8 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,11 +22,27 @@ from pydantic import (
 )
 
 from lightning_modules.execution import ExecutionSetup
-from sweep.errors import ConfigError, describe_validation_error, problem_keys
+from sweep.config_yaml import read_yaml
+from sweep.errors import ConfigError, describe_validation_error, echo, problem_keys
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "tucker-sweep"
 SWEEP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# A sweep name becomes a folder (reports/<name>, exports/<name>/<trial>, the storage path's
+# <name>), an MLflow run name (at most 250 characters) and the registered model
+# tucker-<name>: 100 characters leave room for every prefix and suffix.
+SWEEP_NAME_MAX_LENGTH = 100
+MLFLOW_NAME_MAX_LENGTH = 250  # run and experiment names: MLflow's database holds 250
+
+# Bounds of the config's integers. Past them a value is a typo (a sign, a zero too many), not a
+# setting, and would fail mid-sweep in numpy, Lightning or a sampler, with a traceback.
+MAX_SEED = 2**32 - 1  # numpy and Lightning take unsigned 32-bit seeds
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 2**20  # far beyond any batch that fits a device
+MAX_TRIALS = 10_000  # above that, a zero too many: Tune would queue every trial
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
 
 # A rank specification as YAML writes it: a ratio, "full", a triple, or per layer any of these.
 LayerRankSpec = float | str | tuple[int, int, int]
@@ -51,7 +66,7 @@ def check_layer_rank_spec(value: Any) -> LayerRankSpec:
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
     ):
         return tuple(value)  # type: ignore[return-value]
-    raise ValueError(f"must be {RANK_SPEC_HELP}, got {value!r}")
+    raise ValueError(f"must be {RANK_SPEC_HELP}, got {echo(value)}")
 
 
 def check_rank_spec(value: Any) -> RankSpecConfig | None:
@@ -65,7 +80,8 @@ def check_rank_spec(value: Any) -> RankSpecConfig | None:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float of a config is finite (YAML reads .inf and .nan).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(StrictModel):
@@ -127,7 +143,7 @@ class TrackingConfig(StrictModel):
     """Where MLflow records runs. `uri` None: $MLFLOW_TRACKING_URI, else a local SQLite file."""
 
     uri: str | None = None
-    experiment: str = Field(DEFAULT_EXPERIMENT, min_length=1)
+    experiment: str = Field(DEFAULT_EXPERIMENT, min_length=1, max_length=MLFLOW_NAME_MAX_LENGTH)
 
     def resolved_uri(self) -> str:
         return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
@@ -158,13 +174,13 @@ class TrainConfig(ExecutionFields):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     ranks: RankSpecConfig | None = None
-    epochs: int = Field(15, ge=1)
-    batch_size: int = Field(64, ge=1)
-    seed: int = 0
+    epochs: Epochs = 15
+    batch_size: BatchSize = 64
+    seed: Seed = 0
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    run_name: str | None = None
+    run_name: str | None = Field(None, max_length=MLFLOW_NAME_MAX_LENGTH)
 
     @field_validator("ranks", mode="plain")
     @classmethod
@@ -193,35 +209,6 @@ def set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"{dotted_key}: '{section}' is not a section")
     node[last] = value
-
-
-def read_yaml(path: str | Path, source: str | None = None) -> dict[str, Any]:
-    """A YAML mapping from a file, or ConfigError with a one-line reason. `source` names the
-    file in messages (default: the path), for a copy the user never saw."""
-    path = Path(path)
-    name = source or str(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {name}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"{name}: not a YAML text file (not UTF-8: byte {error.object[error.start]:#04x} "
-            f"at offset {error.start})"
-        ) from None
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {name}: {error.strerror or error}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{name}: not valid YAML{where}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{name}: the top level must be a mapping of keys, not a list or value")
-    return raw
 
 
 def build_config(
@@ -257,10 +244,10 @@ def _describe(error: ValidationError, source: str | Path | None, labels: dict[st
 
 def check_sweep_name(name: str, flag: str) -> str:
     """A sweep name is a folder under the storage path: nothing that climbs out of it."""
-    if not re.fullmatch(SWEEP_NAME_PATTERN, name):
+    if len(name) > SWEEP_NAME_MAX_LENGTH or not re.fullmatch(SWEEP_NAME_PATTERN, name):
         raise ConfigError(
-            f"{flag}: {name!r} is not a sweep name (letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit)"
+            f"{flag}: {echo(name)} is not a sweep name (up to {SWEEP_NAME_MAX_LENGTH} letters, "
+            "digits, '.', '_' and '-', starting with a letter or digit)"
         )
     return name
 
@@ -285,7 +272,9 @@ def _fractions(singular: str, plural: str) -> Callable[[list[float]], list[float
 class RatioLists(StrictModel):
     """Per-mode rank ratios: the choices of `mode: ratio`, and of `mode: per_layer` unseeded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True
+    )
 
     out: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.5])
     in_: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.5], alias="in")
@@ -331,7 +320,7 @@ class DecompositionConfig(StrictModel):
     # the last layers (N' of 4-10) and trained worse at equal compression (search_quality.py).
     allocator: Literal["minimax", "uniform"] = "uniform"
     seed: bool = True  # narrow per-layer candidates with a HOOI analysis of a dense baseline
-    seed_epochs: int = Field(6, ge=1)  # epochs of the dense baseline
+    seed_epochs: Epochs = 6  # epochs of the dense baseline
     # Lower than the textbook 0.9-0.99: a briefly trained net's kernels keep much of their
     # flat random-init spectrum, so 0.8 and above leave most of every mode (below 2x).
     thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
@@ -368,13 +357,13 @@ class SearchConfig(StrictModel):
     objectives: list[Literal["val_acc", "params", "flops"]] = Field(
         default_factory=lambda: ["val_acc"]
     )
-    # Above 10,000 is a typo (a zero too many), not a sweep: Tune would queue every trial.
-    num_samples: int = Field(24, ge=1, le=10_000)
-    max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as resources allow
+    num_samples: int = Field(24, ge=1, le=MAX_TRIALS)
+    # None: as many as resources allow
+    max_concurrent_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
     lr: float | list[float] | SearchRange = Field(
         default_factory=lambda: SearchRange(low=0.02, high=0.1)
     )
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("objectives")
     @classmethod
@@ -405,10 +394,10 @@ class SchedulerConfig(StrictModel):
     # validation set saturates and ties (many trials at 0.996), and a tie at the cutoff
     # promotes every tied trial. The best trial is still chosen by val_acc.
     metric: Literal["val_loss", "val_acc"] = "val_loss"
-    max_t: int | None = Field(None, ge=1)  # None: stopping.max_epochs
-    grace_period: int = Field(1, ge=1)
+    max_t: Epochs | None = None  # None: stopping.max_epochs
+    grace_period: Epochs = 1
     reduction_factor: float = Field(3.0, gt=1)
-    brackets: int = Field(1, ge=1)
+    brackets: int = Field(1, ge=1, le=100)  # more than log(max_t) brackets are empty
 
 
 class ResourcesConfig(StrictModel):
@@ -419,27 +408,27 @@ class ResourcesConfig(StrictModel):
 
 
 class StoppingConfig(StrictModel):
-    max_epochs: int = Field(27, ge=1)
+    max_epochs: Epochs = 27
     target_accuracy: float = Field(0.95, gt=0, le=1)  # for epochs/seconds-to-target metrics
 
 
 class TrainingConfig(ExecutionFields):
     """What every trial shares (the learning rate is searched: see search.lr)."""
 
-    batch_size: int = Field(64, ge=1)
+    batch_size: BatchSize = 64
     optimizer: Literal["sgd", "adamw"] = "sgd"
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
-    seed: int = 0
-    max_failures: int = Field(2, ge=0)  # retries of a trial that raised
+    seed: Seed = 0
+    max_failures: int = Field(2, ge=0, le=100)  # retries of a trial that raised
     # Checkpoint every k-th epoch and the last one (reports stay once per epoch). k > 1 cuts
     # checkpoint storage traffic k-fold; a retried trial redoes up to k-1 epochs, and a trial
     # ASHA stops between checkpoints keeps only its earlier one (or none, to export).
-    checkpoint_every: int = Field(1, ge=1)
+    checkpoint_every: Epochs = 1
     # With model.checkpoint: each trial fine-tunes for this many epochs (ASHA's max_t), from
     # HOOI of the given weights, with the learning rate decaying over them.
-    finetune_epochs: int = Field(5, ge=1)
+    finetune_epochs: Epochs = 5
 
 
 class ClusterConfig(StrictModel):
@@ -453,7 +442,9 @@ class SweepConfig(StrictModel):
     """A whole sweep (`tucker-sweep launch`). The defaults are the bundled digits sweep
     (configs/digits.yaml spells them out)."""
 
-    name: str = Field("digits", min_length=1, pattern=SWEEP_NAME_PATTERN)
+    name: str = Field(
+        "digits", min_length=1, max_length=SWEEP_NAME_MAX_LENGTH, pattern=SWEEP_NAME_PATTERN
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     decomposition: DecompositionConfig = Field(default_factory=DecompositionConfig)

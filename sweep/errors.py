@@ -3,9 +3,16 @@ The CLI prints these errors as one line and exits with status 2."""
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 
 from pydantic import ValidationError
+
+# An error is one line: a value it echoes (a config value, an option mapping) is cut to this
+# many characters, and so is the first line of an exception's message. An alias bomb in a
+# config once gave a 58-million-character line.
+ECHO_LIMIT = 200
+LINE_LIMIT = 300
 
 
 class TuckerSweepError(Exception):
@@ -36,7 +43,32 @@ class SweepInterrupted(Exception):
 
 def first_line(error: BaseException) -> str:
     """The part of an error's message that fits a one-line report."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return shorten((str(error).strip().splitlines() or [type(error).__name__])[0], LINE_LIMIT)
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` on one line, cut to about `limit` characters with a note of its full length."""
+    text = " ".join(text.splitlines())
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _bounded_repr() -> reprlib.Repr:
+    # reprlib stops at a depth and a count of items, so even a structure that shares
+    # sub-lists millions of times over (YAML aliases) is never expanded in full.
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxdict, bounded.maxlist, bounded.maxtuple = 3, 8, 8, 8
+    bounded.maxstring = bounded.maxother = bounded.maxlong = ECHO_LIMIT
+    return bounded
+
+
+_REPR = _bounded_repr()
+
+
+def echo(value: object) -> str:
+    """repr(value) for an error message: bounded in depth and items, at most a line long."""
+    return shorten(_REPR.repr(value))
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -95,10 +127,10 @@ def _message(problem: dict, show_value: bool) -> str:
     if problem["type"] == "extra_forbidden":
         return "unknown key"
     if problem["type"] == "value_error":  # our validators' messages already show the value
-        return str(problem["ctx"]["error"])
+        return shorten(str(problem["ctx"]["error"]), LINE_LIMIT)
     if problem["type"] == "missing" or not show_value:
         return message
-    return f"{message} (got {problem.get('input')!r})"
+    return f"{message} (got {echo(problem.get('input'))})"
 
 
 def _problems_by_key(error: ValidationError) -> dict[str, dict]:
@@ -136,7 +168,7 @@ def describe_validation_error(
     labels = labels or {}
     shown = []
     for key, problem in list(by_key.items())[:most]:
-        label = labels.get(key, key)
+        label = shorten(labels.get(key, key))  # a key is the user's text too
         prefix = f"{label}: " if label else ""
         shown.append(prefix + _message(problem, show_value))
     more = len(by_key) - len(shown)

@@ -29,6 +29,7 @@ import psutil
 from sweep.errors import ReportError, TrackingError
 from sweep.tracking.client import open_client
 from sweep.tracking.names import SWEEP_TAG
+from sweep.tracking.redact import redact, without_credentials
 from sweep.tracking.sweep_runs import sweep_parent_run
 
 __all__ = ["UiServer", "experiment_url", "serve_ui", "start_ui"]
@@ -307,14 +308,12 @@ def serve_ui(
     if _is_remote(tracking_uri):
         experiment_id = _experiment_id(tracking_uri, experiment)
         shown = sweep_to_show(tracking_uri, experiment, sweep)
-        announce(
-            f"the tracking store is the MLflow server at {tracking_uri}; open "
-            f"{experiment_url(tracking_uri, experiment_id, shown and shown[0])}"
-        )
+        link = experiment_url(without_credentials(tracking_uri), experiment_id, shown and shown[0])
+        announce(f"the tracking store is the MLflow server at {redact(tracking_uri)}; open {link}")
         return 0
     server = start_ui(tracking_uri, experiment, port, log_path, sweep)
     try:
-        announce(f"MLflow UI for {tracking_uri}: {server.url}  (Ctrl-C stops it)")
+        announce(f"MLflow UI for {redact(tracking_uri)}: {server.url}  (Ctrl-C stops it)")
         if server.sweep_url:
             announce(f"the sweep's run, with the report's headline: {server.sweep_url}")
         with _interrupt_as_return():

@@ -89,17 +89,26 @@ def test_state_dict_to_sweep_to_export_to_reload(trained):
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert "the given weights" in launched.stdout  # nothing trained from scratch
 
-    # The dense reference is the user's own model, evaluated once on val and test.
+    # Two dense rows: the user's own model evaluated once on val and test as it is, and the
+    # same model fine-tuned as long as a trial, on the sweep's data.
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("own")
-    (baseline,) = client.search_runs([experiment.experiment_id],
-                                     "tags.`tucker_sweep.kind` = 'baseline'")  # fmt: skip
-    assert {"test_acc", "best_val_acc", "params", "flops"} <= set(baseline.data.metrics)
+    (given,), (finetuned,) = (
+        client.search_runs([experiment.experiment_id], f"tags.`tucker_sweep.kind` = '{kind}'")
+        for kind in ("baseline", "baseline_finetuned")
+    )
+    for dense in (given, finetuned):
+        assert {"test_acc", "best_val_acc", "params", "flops"} <= set(dense.data.metrics)
+    assert finetuned.data.metrics["epochs_run"] == 2  # training.finetune_epochs, as a trial
     report = json.loads((folder / "reports" / "my-cnn" / "report.json").read_text())
-    assert report["baseline"]["test_acc"] == pytest.approx(baseline.data.metrics["test_acc"])
-    assert all(trial["params"] < baseline.data.metrics["params"] for trial in report["trials"])
-    # Fine-tuning from a trained model is not a race against training it from scratch.
-    assert "the dense reference was given trained" in report["convergence"]["summary"]
+    assert [row["role"] for row in report["dense"]] == ["given", "finetuned"]
+    assert report["dense"][0]["test_acc"] == pytest.approx(given.data.metrics["test_acc"])
+    better = max(given, finetuned, key=lambda dense: dense.data.metrics["best_val_acc"])
+    assert report["baseline"]["run_id"] == better.info.run_id  # what the trials are held to
+    assert all(trial["params"] < given.data.metrics["params"] for trial in report["trials"])
+    if better is given:
+        # Fine-tuning from a trained model is not a race against training it from scratch.
+        assert "the dense reference was given trained" in report["convergence"]["summary"]
 
     exported = run([*CLI, "export", "--config", str(config), "--out", str(folder / "export")],
                    folder)  # fmt: skip

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 from mlflow.tracking import MlflowClient
-from support.cli import run_cli
+from support.cli import run_cli, run_cli_in_process
 from support.report_store import EXPERIMENT, SWEEP, free_port, handmade_store, shared_sweep
 
 from sweep.report.ranking import pareto_front
@@ -80,7 +80,8 @@ def test_report_agrees_with_the_raw_runs(sweep, json_report):
     finished = [t for t in trials if t.data.tags["tucker_sweep.stop_reason"] != "failed"]
     metrics = {t.info.run_id: t.data.metrics for t in finished}
 
-    assert report["schema_version"] == 2
+    assert report["schema_version"] == 3
+    assert [row["role"] for row in report["dense"]] == ["trained"]
     assert report["sweep"]["name"] == SWEEP and not report["sweep"]["partial"]
     max_t = int(parent.data.params["max_t"])
     assert len(report["trials"]) == len(trials) == 8
@@ -461,3 +462,40 @@ def test_clear_errors_for_unusable_sweeps_and_stores(tmp_path):
         run_cli("report", "--tracking-uri", uri, "--experiment", EXPERIMENT, cwd=tmp_path),
         "nothing to report yet",
     )
+
+
+@pytest.mark.parametrize(
+    ("finetuned", "reference_role", "recommended"),
+    [
+        # Fine-tuned on the sweep's data, the given model is better: trials are held to it.
+        ((0.985, 0.97), "finetuned", "big"),
+        # Fine-tuning made it worse: the given model as it is stays the reference.
+        ((0.93, 0.92), "given", "small"),
+    ],
+)
+def test_a_pretrained_sweep_has_two_dense_rows_and_the_better_one_is_the_reference(
+    tmp_path, capfd, finetuned, reference_role, recommended
+):
+    # The given model: best val acc 0.96, test acc 0.95 (support.report_store).
+    trials = {
+        "big": _trial((8, 8, 3), [0.9, 0.982]),  # 0.3 pt below the fine-tuned model
+        "small": _trial((4, 4, 2), [0.8, 0.957]),  # 0.3 pt below the given model
+    }
+    uri = handmade_store(tmp_path, list(trials.values()), finetuned=finetuned)
+    result = run_cli_in_process("report", "--format", "json", "--tracking-uri", uri,
+                                "--experiment", EXPERIMENT, "--no-log", "--out",
+                                str(tmp_path / "out"), cwd=tmp_path, capfd=capfd)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert [row["role"] for row in report["dense"]] == ["given", "finetuned"]
+    assert [row["best_val_acc"] for row in report["dense"]] == [0.96, finetuned[0]]
+    assert report["baseline"]["role"] == reference_role
+    index = {name: f"run_trial_abcde_{i:05d}" for i, name in enumerate(trials)}
+    chosen = report["recommended"]
+    assert chosen["trial"]["trial_name"] == index[recommended]
+    reference = max(0.96, finetuned[0])
+    assert chosen["accuracy_delta"] == pytest.approx(trials[recommended]["history"][-1] - reference)
+    assert "the better of the given model and the given model fine-tuned" in chosen["note"]
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| given model | given model fine-tuned |" in markdown
+    assert "use the better of the two by val acc" in markdown

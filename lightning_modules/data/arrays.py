@@ -11,6 +11,10 @@ from .errors import DatasetWarning, InvalidDatasetError
 
 # Above this many channels an axis is taken for a spatial one when guessing the layout.
 _MAX_GUESSED_CHANNELS = 4
+# Class indices above this are not classes: the head, the loss and the metrics hold a value per
+# class, and a label of 10**12 once asked for terabytes (the process was killed). ImageNet-21k
+# has 21,841 classes.
+MAX_CLASSES = 100_000
 
 
 def images_to_nchw(x: np.ndarray, channels_last: bool | None = None) -> np.ndarray:
@@ -67,6 +71,11 @@ def class_count(labels: np.ndarray) -> int:
             f"labels y hold a single class ({int(present[0])}): a classifier needs at least 2"
         )
     count = int(present[-1]) + 1
+    if count > MAX_CLASSES:
+        raise InvalidDatasetError(
+            f"labels y go up to {count - 1:,}: class indices must be below {MAX_CLASSES:,}; "
+            f"map the labels to 0..{len(present) - 1}"
+        )
     if len(present) < count:
         missing = sorted(set(range(count)) - {int(label) for label in present})
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")

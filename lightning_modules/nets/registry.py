@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from functools import partial
 
+import psutil
+import torch
 from torch import nn
 
+from lightning_modules.nets.options import echo, one_line
 from lightning_modules.nets.resnet import CifarResNet
+from lightning_modules.nets.user_models import UnknownModelError, from_factory, from_torchvision
 from lightning_modules.nets.vgg import VGGSmall
 
-
-class UnknownModelError(ValueError):
-    """A model name the factory does not know, or options its constructor refuses."""
-
+__all__ = ["FACTORY_PREFIX", "MODELS", "TORCHVISION_PREFIX", "UnknownModelError", "build_model"]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "vgg_small": VGGSmall,
@@ -35,61 +35,32 @@ def build_model(name: str, in_channels: int, num_classes: int, /, **options: obj
     """A freshly initialised dense model: by name (see MODELS; options go to its constructor,
     e.g. width), from a user's factory, or from torchvision (see FACTORY_PREFIX)."""
     if name.startswith(FACTORY_PREFIX):
-        return _from_factory(name.removeprefix(FACTORY_PREFIX), options)
+        return from_factory(name.removeprefix(FACTORY_PREFIX), options)
     if name.startswith(TORCHVISION_PREFIX):
-        return _from_torchvision(name.removeprefix(TORCHVISION_PREFIX), num_classes, options)
+        return from_torchvision(name.removeprefix(TORCHVISION_PREFIX), num_classes, options)
     if name not in MODELS:
-        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+        raise UnknownModelError(f"unknown model {echo(name)}; known models: {', '.join(MODELS)}")
+    make = partial(MODELS[name], in_channels=in_channels, num_classes=num_classes, **options)
     try:
-        return MODELS[name](in_channels=in_channels, num_classes=num_classes, **options)
-    except TypeError as error:
-        raise UnknownModelError(f"bad options {options} for model {name!r}: {error}") from None
-
-
-def import_factory(spec: str) -> Callable[..., nn.Module]:
-    """The callable named "package.module:callable" (importable where the model is built: on
-    a cluster, every Ray worker; see the README on runtime_env)."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise UnknownModelError(f"model factory {spec!r}: expected 'package.module:callable'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
+        _check_fits_in_memory(make, name)
+        return make()
+    except (TypeError, ValueError) as error:  # the constructors' own checks say what is wrong
         raise UnknownModelError(
-            f"model factory {spec!r}: cannot import {module_name}: {error}"
+            f"bad options {echo(options)} for model {name!r}: {one_line(error)}"
         ) from None
-    factory = getattr(module, attribute, None)
-    if not callable(factory):
-        raise UnknownModelError(
-            f"model factory {spec!r}: {module_name} has no callable {attribute!r}"
+
+
+def _check_fits_in_memory(make: Callable[[], nn.Module], name: str) -> None:
+    """Refuse a model whose weights alone exceed the memory available, before allocating them:
+    on Linux a huge allocation succeeds lazily, and initialising it gets the process killed.
+    A built-in is cheap to build once more on the meta device (shapes only)."""
+    with torch.device("meta"):
+        shapes = make()
+    tensors = [*shapes.parameters(), *shapes.buffers()]
+    needed = sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise ValueError(
+            f"its weights alone need {needed / 2**30:,.1f} GiB, and this host has "
+            f"{available / 2**30:,.1f} GiB of memory available"
         )
-    return factory
-
-
-def _from_factory(spec: str, options: dict[str, object]) -> nn.Module:
-    factory = import_factory(spec)
-    try:
-        model = factory(**options)
-    except TypeError as error:
-        raise UnknownModelError(
-            f"model factory {spec!r} refused options {options}: {error}"
-        ) from None
-    if not isinstance(model, nn.Module):
-        raise UnknownModelError(
-            f"model factory {spec!r} returned {type(model).__name__}, not a torch nn.Module"
-        )
-    return model
-
-
-def _from_torchvision(name: str, num_classes: int, options: dict[str, object]) -> nn.Module:
-    try:
-        from torchvision import models
-    except Exception as error:  # missing, or a build that does not load beside this torch
-        raise UnknownModelError(
-            f"model torchvision: {name} needs torchvision, which does not load here "
-            f"({type(error).__name__}); pip install torchvision matching torch"
-        ) from None
-    try:
-        return models.get_model(name, weights=None, num_classes=num_classes, **options)
-    except (ValueError, TypeError) as error:
-        raise UnknownModelError(f"model torchvision: {name}: {error}") from None

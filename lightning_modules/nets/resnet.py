@@ -6,6 +6,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from lightning_modules.nets.options import whole_number
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a residual connection; a 1x1 conv + BN projects the shortcut when the
@@ -41,6 +43,8 @@ class CifarResNet(nn.Module):
         self, in_channels: int, num_classes: int, blocks_per_stage: int, width: int = 16
     ) -> None:
         super().__init__()
+        width = whole_number("width", width)
+        blocks_per_stage = whole_number("blocks_per_stage", blocks_per_stage)
         self.stem = nn.Sequential(
             OrderedDict(
                 conv=nn.Conv2d(in_channels, width, 3, padding=1, bias=False),

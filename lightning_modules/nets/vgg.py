@@ -6,6 +6,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from lightning_modules.nets.options import fraction, whole_number
+
 
 def _conv_bn_relu(in_channels: int, out_channels: int, index: int) -> list[tuple[str, nn.Module]]:
     return [
@@ -27,6 +29,7 @@ class VGGSmall(nn.Module):
         self, in_channels: int, num_classes: int, width: int = 32, dropout: float = 0.0
     ) -> None:
         super().__init__()
+        width = whole_number("width", width)
         widths = (width, 2 * width, 4 * width)
         channels = in_channels
         for block, out_channels in enumerate(widths, start=1):
@@ -38,7 +41,7 @@ class VGGSmall(nn.Module):
             self.add_module(f"block{block}", nn.Sequential(OrderedDict(layers)))
             channels = out_channels
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(fraction("dropout", dropout))
         self.classifier = nn.Linear(channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ import torch
 
 from lightning_modules.data import ClassificationDataModule
 from lightning_modules.module import TuckerClassifier
+from sweep.tracking.redact import redact
 from sweep.tracking.sweep_runs import RunRecord, SweepRuns
 
 FORMAT = "tucker-sweep export v1"
@@ -85,6 +86,6 @@ def model_card(
             "epoch": epoch,
             "val_acc": accuracy,
             "data": runs.config.get("data"),
-            "tracking_uri": runs.tracking_uri,
+            "tracking_uri": redact(runs.tracking_uri),  # a file people share: no password
         },
     }

@@ -23,11 +23,12 @@ from sweep.export.checks import accuracy_tolerance, check_accuracy
 from sweep.export.model_card import model_card
 from sweep.export.registry import Registered, register_export, version_tags
 from sweep.export.torchscript import fix_implementations, save_traced
+from sweep.folders import named_folder
 from sweep.report.ranking import best_trial
+from sweep.sweep_files.store import SweepStore
+from sweep.sweep_files.trial_files import KeptCheckpoint, choose_kept, kept_checkpoints
 from sweep.tracking.names import EXPERIMENT_PATH_TAG, TRIAL_ID_TAG
 from sweep.tracking.sweep_runs import RunRecord, SweepRuns, find_trial, load_sweep, metric_history
-from sweep.tuning.results import KeptCheckpoint, choose_kept, kept_checkpoints
-from sweep.tuning.storage import SweepStore
 
 FILES = {
     "checkpoint": "model.ckpt",
@@ -183,11 +184,15 @@ def export_trial(
     accuracy."""
     client, runs = load_sweep(tracking_uri, sweep, experiment)
     chosen_trial = _choose_trial(runs, trial)
+    name = chosen_trial.trial_name
+    if out_dir is not None:
+        target = Path(out_dir)
+    else:  # names read from the store: each checked to stay one folder (sweep.folders)
+        sweep_folder = named_folder(Path("exports"), runs.name, "the sweep name", ReportError)
+        target = named_folder(sweep_folder, name, "the tracking store's trial name", ReportError)
     config = _stored_config(runs)
     chosen = _choose_checkpoint(client, runs, chosen_trial, storage_path)
     datamodule = sweep_datamodule(config)
-    name = chosen.trial.trial_name
-    target = Path(out_dir) if out_dir is not None else Path("exports") / runs.name / name
     written = _write_files(chosen, runs, datamodule, target)
 
     notes = list(chosen.notes)

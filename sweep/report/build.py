@@ -22,6 +22,7 @@ from sweep.report.convergence import convergence
 from sweep.report.ranking import is_finished, pareto_front, ranking_key
 from sweep.report.recommend import recommend
 from sweep.report.schema import (
+    DENSE_LABELS,
     AshaSaving,
     BaselineEntry,
     Criteria,
@@ -38,6 +39,7 @@ from sweep.tracking.names import (
     TRIAL_ID_TAG,
     trial_index,
 )
+from sweep.tracking.redact import redact
 from sweep.tracking.sweep_runs import (
     RunRecord,
     SweepRuns,
@@ -176,11 +178,12 @@ def _curve(client: MlflowClient, run_id: str, label: str) -> Curve:
     )
 
 
-def _baseline_entry(run: RunRecord | None) -> BaselineEntry | None:
+def _baseline_entry(run: RunRecord | None, role: str) -> BaselineEntry | None:
     if run is None:
         return None
     return BaselineEntry(
         run_id=run.run_id,
+        role=role,  # type: ignore[arg-type]
         params=_rounded(run.metric("params")),
         flops=_rounded(run.metric("flops")),
         best_val_acc=run.metric("best_val_acc"),
@@ -192,6 +195,29 @@ def _baseline_entry(run: RunRecord | None) -> BaselineEntry | None:
     )
 
 
+def _dense_rows(runs: SweepRuns) -> list[BaselineEntry]:
+    """The sweep's dense rows: the trained baseline; or, from model.checkpoint, the given
+    model as it is and fine-tuned with a trial's budget."""
+    if runs.finetuned_baseline is None:
+        rows = [_baseline_entry(runs.baseline, "trained")]
+    else:
+        rows = [
+            _baseline_entry(runs.baseline, "given"),
+            _baseline_entry(runs.finetuned_baseline, "finetuned"),
+        ]
+    return [row for row in rows if row is not None]
+
+
+def reference_row(dense: list[BaselineEntry]) -> BaselineEntry | None:
+    """The dense row the trials are measured against: the best val acc (validation selects;
+    ties: the first). Against the better of the given and the fine-tuned model, a plan's
+    accuracy is never credited to fine-tuning alone, nor held to a model worse than dense."""
+    scored = [row for row in dense if row.best_val_acc is not None]
+    if not scored:
+        return dense[0] if dense else None
+    return max(scored, key=lambda row: row.best_val_acc or 0.0)
+
+
 def _sweep_info(runs: SweepRuns, layers: list[str]) -> SweepInfo:
     parent = runs.parent
     state = _SWEEP_STATES.get(parent.status, "running")
@@ -200,7 +226,7 @@ def _sweep_info(runs: SweepRuns, layers: list[str]) -> SweepInfo:
         run_id=parent.run_id,
         experiment=runs.experiment_name,
         experiment_id=runs.experiment_id,
-        tracking_uri=runs.tracking_uri,
+        tracking_uri=redact(runs.tracking_uri),  # report.json is shared: no credentials
         mlflow_status=parent.status,
         state=state,  # type: ignore[arg-type]
         partial=state != "finished",
@@ -253,12 +279,13 @@ def _front(finished: list[TrialEntry], cost: str) -> list[str]:
 
 
 def _curves(
-    client: MlflowClient, runs: SweepRuns, finished: list[TrialEntry], top: int
+    client: MlflowClient,
+    dense: list[BaselineEntry],
+    finished: list[TrialEntry],
+    top: int,
 ) -> list[Curve]:
-    """The baseline's validation curve and those of the `top` best finished trials."""
-    curves = []
-    if runs.baseline is not None:
-        curves.append(_curve(client, runs.baseline.run_id, "dense baseline"))
+    """The dense rows' validation curves and those of the `top` best finished trials."""
+    curves = [_curve(client, row.run_id, DENSE_LABELS[row.role]) for row in dense]
     for entry in finished[:top]:
         label = f"trial {trial_index(entry.trial_name)} ({entry.compression or 0:.1f}x)"
         curves.append(_curve(client, entry.run_id, label))
@@ -274,7 +301,8 @@ def build_report(
 ) -> Report:
     """The report of the sweep's runs. ReportError when every trial failed."""
     target = _float_param(runs.parent.params, "target_accuracy")
-    baseline = _baseline_entry(runs.baseline)
+    dense = _dense_rows(runs)
+    baseline = reference_row(dense)
     entries = _trial_entries(client, runs, baseline.flops if baseline else None, target)
     finished = [entry for entry in entries if _is_finished(entry)]
     best = finished[0] if finished else None
@@ -283,6 +311,7 @@ def build_report(
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         sweep=_sweep_info(runs, layers),
         baseline=baseline,
+        dense=dense,
         trials=entries,
         counts=dict(sorted(Counter(entry.status for entry in entries).items())),
         best=best,
@@ -291,6 +320,6 @@ def build_report(
         pareto_flops=_front(finished, "flops"),
         convergence=convergence(finished, baseline, target, best),
         asha=_asha(runs, entries),
-        curves=_curves(client, runs, finished, top_curves),
+        curves=_curves(client, dense, finished, top_curves),
         plots=plots or {},
     )

@@ -3,7 +3,9 @@
 Among the finished trials that meet the budget criteria (`--budget`, `--min-compression`), the
 one with the fewest parameters (or FLOPs, `--minimise flops`) whose validation accuracy is
 within `--max-drop` points of the dense reference's; ties go to the higher accuracy. Validation
-accuracy selects; the trial's test accuracy, reported beside it, judges the choice.
+accuracy selects; the trial's test accuracy, reported beside it, judges the choice. From
+model.checkpoint the reference is the better (by val acc) of the given model as it is and the
+given model fine-tuned with a trial's budget (build.reference_row).
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ from __future__ import annotations
 import math
 
 from sweep.report.ranking import ranking_key
-from sweep.report.schema import BaselineEntry, Criteria, Recommendation, TrialEntry
+from sweep.report.schema import (
+    DENSE_LABELS,
+    BaselineEntry,
+    Criteria,
+    Recommendation,
+    TrialEntry,
+)
 from sweep.tracking.names import trial_index
 from sweep.tracking.sweep_runs import natural_key
 
@@ -30,6 +38,15 @@ def _cost(entry: TrialEntry, minimise: str) -> float:
 
 def _trials(count: int) -> str:
     return f"{count} finished trial{'' if count == 1 else 's'}"
+
+
+def _reference_text(baseline: BaselineEntry, value: float) -> str:
+    if baseline.role == "trained":
+        return f"the dense val acc {value:.4f}"
+    return (
+        f"the dense val acc {value:.4f} of the {DENSE_LABELS[baseline.role]} (the better of "
+        "the given model and the given model fine-tuned)"
+    )
 
 
 def _delta(value: float | None, reference: float | None) -> float | None:
@@ -77,7 +94,7 @@ def recommend(
                 "within_tolerance": 0,
                 "closest": closest,
                 "note": f"no finished trial with {constraints} is within {criteria.max_drop:g} "
-                f"pt of the dense val acc {reference:.4f}; the closest is trial "
+                f"pt of {_reference_text(baseline, reference)}; the closest is trial "
                 f"{trial_index(closest.trial_name)} at {100 * (gap or 0):+.2f} pt",
             }
         )
@@ -95,5 +112,5 @@ def recommend(
         test_accuracy_delta=_delta(choice.test_acc, base_test),
         closest=None,
         note=f"fewest {criteria.minimise} among the {_trials(len(within))} with {constraints} "
-        f"within {criteria.max_drop:g} pt of the dense val acc {reference:.4f}",
+        f"within {criteria.max_drop:g} pt of {_reference_text(baseline, reference)}",
     )

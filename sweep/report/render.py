@@ -18,7 +18,13 @@ import jinja2
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from sweep.report.schema import BaselineEntry, Report, TrialEntry, report_json_schema
+from sweep.report.schema import (
+    DENSE_LABELS,
+    BaselineEntry,
+    Report,
+    TrialEntry,
+    report_json_schema,
+)
 from sweep.tracking.names import trial_index
 
 __all__ = ["render_html", "render_markdown", "report_json", "schema_json", "terminal_markdown"]
@@ -125,10 +131,10 @@ def _front_row(entry: TrialEntry) -> list[str]:
 
 
 def _side_by_side(report: Report) -> dict[str, list] | None:
-    """The dense baseline, the best trial and (if another) the recommended one, as columns."""
-    columns: list[tuple[str, BaselineEntry | TrialEntry]] = []
-    if report.baseline is not None:
-        columns.append(("dense baseline", report.baseline))
+    """The dense rows, the best trial and (if another) the recommended one, as columns."""
+    columns: list[tuple[str, BaselineEntry | TrialEntry]] = [
+        (DENSE_LABELS[row.role], row) for row in report.dense
+    ]
     if report.best is not None:
         columns.append((f"best trial {trial_index(report.best.trial_name)}", report.best))
     trial = report.recommended.trial
@@ -142,7 +148,7 @@ def _side_by_side(report: Report) -> dict[str, list] | None:
     base_test = report.baseline.test_acc if report.baseline else None
 
     def versus_dense(value: float | None, reference: float | None, entry: object) -> str:
-        if reference is None or value is None or entry is report.baseline:
+        if reference is None or value is None or entry == report.baseline:
             return _MISSING
         return delta(value - reference)
 
@@ -219,6 +225,7 @@ def _environment() -> jinja2.Environment:
         front_row=_front_row,
         trial_row=_trial_row,
         versus_baseline=_versus_baseline,
+        dense_label=lambda role: DENSE_LABELS[role],
         test_text=lambda entry: (
             "" if entry.test_acc is None else f", test acc {acc(entry.test_acc)}"
         ),

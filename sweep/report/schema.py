@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: dense rows (role; the fine-tuned given model)
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = f"https://github.com/tucker-sweep/tucker-sweep/report-schema/v{SCHEMA_VERSION}.json"
 
@@ -62,10 +62,23 @@ class TrialEntry(_Model):
     on_pareto_flops: bool = Field(description="on the accuracy/FLOPs Pareto front")
 
 
+DenseRole = Literal["trained", "given", "finetuned"]
+DENSE_LABELS: dict[str, str] = {  # each role's name in the report
+    "trained": "dense baseline",
+    "given": "given model",
+    "finetuned": "given model fine-tuned",
+}
+
+
 class BaselineEntry(_Model):
-    """The dense reference the Tucker trials are compared with, trained as long as a trial."""
+    """A dense row: trained as long as a trial (`trained`); with model.checkpoint, the given
+    model as it is (`given`) and fine-tuned with a trial's budget (`finetuned`)."""
 
     run_id: str
+    role: DenseRole = Field(
+        description="trained (as long as a trial), given (model.checkpoint as it is) or "
+        "finetuned (model.checkpoint fine-tuned with a trial's epochs and lr, same data)"
+    )
     params: int | None
     flops: int | None
     best_val_acc: float | None
@@ -172,10 +185,17 @@ class Report(_Model):
         json_schema_extra={"$id": SCHEMA_ID, "$schema": JSON_SCHEMA_DIALECT},
     )
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     generated_at: str = Field(description="ISO 8601, UTC")
     sweep: SweepInfo
-    baseline: BaselineEntry | None
+    baseline: BaselineEntry | None = Field(
+        description="the dense reference every comparison and the recommendation's tolerance "
+        "use: the dense row with the best val acc"
+    )
+    dense: list[BaselineEntry] = Field(
+        description="every dense row: the trained baseline, or the given and the fine-tuned "
+        "given model (model.checkpoint)"
+    )
     trials: list[TrialEntry] = Field(description="every trial, best accuracy first")
     counts: dict[str, int] = Field(description="trials per status")
     best: TrialEntry | None = Field(description="highest best_val_acc (ties: fewer params)")

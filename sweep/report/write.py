@@ -10,11 +10,15 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from sweep.errors import TrackingError, first_line
+from sweep.errors import ReportError, TrackingError, first_line
+from sweep.folders import named_folder
 from sweep.report.build import DEFAULT_CRITERIA, build_report
 from sweep.report.schema import Criteria, Report
 from sweep.tracking.names import REPORT_ARTIFACT_PATH
+from sweep.tracking.sqlite_store import check_sqlite_store
 from sweep.tracking.sweep_runs import RunRecord, load_sweep
+
+REPORTS_FOLDER = Path("reports")
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,16 @@ def write_sweep_report(
     from sweep.report.plots import render_plots
     from sweep.report.render import render_html, render_markdown, report_json, schema_json
 
+    if log_artifacts:  # a read-only store fails here, not after the report is built
+        check_sqlite_store(
+            tracking_uri, create=False, writes=True,
+            read_only_hint="--no-log writes the report without logging it on the sweep's run",
+        )  # fmt: skip
     client, runs = load_sweep(tracking_uri, sweep, experiment)
-    folder = Path(out_dir) if out_dir is not None else Path("reports") / runs.name
+    if out_dir is not None:
+        folder = Path(out_dir)
+    else:
+        folder = named_folder(REPORTS_FOLDER, runs.name, "the sweep name", ReportError)
     folder.mkdir(parents=True, exist_ok=True)
     report = build_report(client, runs, criteria)
     plot_files = render_plots(report, folder)

@@ -128,6 +128,38 @@ def pretrained_baseline(
     return BaselineResult(weights, hparams, history, classifier.cost, test_acc)
 
 
+def finetuned_reference(
+    config: SweepConfig, data_shape: DataShape, weights: dict[str, torch.Tensor]
+) -> BaselineResult:
+    """The user's trained model (model.checkpoint) fine-tuned with a trial's budget: as many
+    epochs as a trial (`training.finetune_epochs`), at the trials' learning rate range's
+    geometric mean, on the same data; its test accuracy is that of its best validation epoch.
+    Why: the trials fine-tune on the sweep's data, and given weights from other data would make
+    compression look like an improvement. Runs in a Ray task during a sweep."""
+    pl.seed_everything(config.training.seed, verbose=False)
+    datamodule = sweep_datamodule(config)
+    prepare_data_once_per_node(datamodule)
+    hparams = classifier_options(config, data_shape, baseline_lr(config))
+    hparams["max_epochs"] = config.max_t
+    classifier = TuckerClassifier(**hparams)
+    classifier.model.load_state_dict(weights)
+    history = EpochHistory()
+    best = _fit(classifier, datamodule, config.max_t, history, config.training.execution_setup())
+    test_acc = best.evaluate_best(classifier, datamodule.test_dataloader())
+    return BaselineResult(weights, hparams, history.rows, classifier.cost, test_acc)
+
+
+def pretrained_references(
+    config: SweepConfig, data_shape: DataShape, weights: dict[str, torch.Tensor]
+) -> tuple[BaselineResult, BaselineResult]:
+    """Both dense rows of a sweep from model.checkpoint: the given model as it is, and the
+    given model fine-tuned with a trial's budget. One Ray task during a sweep."""
+    return (
+        pretrained_baseline(config, data_shape, weights),
+        finetuned_reference(config, data_shape, weights),
+    )
+
+
 def train_baseline(
     config: SweepConfig, data_shape: DataShape, epochs: int, reference_epochs: int | None = None
 ) -> BaselineResult:

@@ -13,6 +13,7 @@ from lightning_modules.nets import conv_layers
 from lightning_modules.ranks import candidate_ranks
 from sweep.builders import checkpoint_weights, dense_model, sweep_datamodule
 from sweep.config import SweepConfig
+from sweep.errors import SweepInterrupted
 from sweep.seeding.baseline import (
     BaselineResult,
     baseline_epochs,
@@ -24,6 +25,7 @@ from sweep.seeding.baseline import (
 from sweep.seeding.seed_file import SeedFile, build_seed, write_seed
 from sweep.seeding.spectrum_plot import plot_spectra
 from sweep.space import per_layer_sizes
+from sweep.stop_signals import StopRequested, exit_status, signal_name, stop_signals_raised
 from sweep.tracking.client import experiment_id_for, tracking_client
 from sweep.tracking.layout import log_baseline_run
 
@@ -94,7 +96,19 @@ class SeedOutcome:
 
 def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = None) -> SeedOutcome:
     """`tucker-sweep seed`: train (or load) the dense baseline, write seed.json and the plot,
-    and record them on a `baseline` run in MLflow."""
+    and record them on a `baseline` run in MLflow. SIGINT or SIGTERM stops it at any moment
+    with SweepInterrupted (exit 130 or 143), its baseline run ended KILLED."""
+    with stop_signals_raised():
+        try:
+            return _seed(config, out_dir, checkpoint)
+        except StopRequested as stop:
+            raise SweepInterrupted(
+                f"seed stopped by {signal_name(stop.signum)}; nothing was kept",
+                exit_status(stop.signum),
+            ) from None
+
+
+def _seed(config: SweepConfig, out_dir: Path, checkpoint: Path | None) -> SeedOutcome:
     datamodule = sweep_datamodule(config)
     shape = DataShape.of(datamodule)
     loaded = baseline_from_checkpoint(checkpoint, config, shape) if checkpoint else None
@@ -123,8 +137,9 @@ def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = N
         for path in (artifacts.seed_path, artifacts.plot_path):
             client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, status="FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
+    except BaseException as error:
+        stopped = isinstance(error, KeyboardInterrupt)  # a stop signal's StopRequested too
+        client.set_terminated(run_id, status="KILLED" if stopped else "FAILED")
         raise
     layers = conv_layers(baseline.classifier().model)
     seeded, unseeded = per_layer_sizes(config, layers, artifacts.seed.seed_data())

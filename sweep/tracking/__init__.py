@@ -8,6 +8,9 @@
 
     names.py        tags, metric names, artifact paths
     client.py       a checked client (one-line errors, fast failure)
+    sqlite_store.py a SQLite store checked before MLflow opens it (never created or migrated
+                    by a reader, never written when it is not a whole MLflow store)
+    redact.py       URIs without their credentials, for every file and printed line
     layout.py       the parent and baseline runs; closing runs a stopped sweep left open
     convergence.py  the final figures of a run (best accuracy, epochs and seconds to target)
     outbox.py       trial-run writes that survive a tracking-server outage

@@ -13,6 +13,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sweep.errors import ConfigError, TrackingError, first_line
+from sweep.tracking.redact import is_redacted, redact
+from sweep.tracking.sqlite_store import check_sqlite_store
 
 # A failed HTTP request is retried 7 times with exponential back-off by default: minutes
 # before a stopped server is reported. Readers fail fast instead.
@@ -64,17 +66,27 @@ def _unreachable_reason(error: BaseException) -> str | None:
 
 
 def describe_store_failure(uri: str, error: BaseException) -> str:
-    """One short line for a store that did not answer, instead of urllib3's paragraph."""
+    """One short line for a store that did not answer, instead of urllib3's paragraph (the
+    URI's credentials masked, here and in the error's own text)."""
     reason = _unreachable_reason(error)
     if reason is not None:
-        return f"cannot reach the MLflow tracking server at {uri} ({reason})"
-    return f"MLflow tracking store {uri} is unusable: {first_line(error)}"
+        return f"cannot reach the MLflow tracking server at {redact(uri)} ({reason})"
+    return f"MLflow tracking store {redact(uri)} is unusable: {redact(first_line(error))}"
 
 
 def tracking_client(uri: str) -> MlflowClient:
     """A client for `uri`, checked to answer: an unreachable server fails here, in one line,
     rather than in the middle of a sweep. The probe fails fast (a user's own MLflow retry
-    settings still win): one refused connection says enough."""
+    settings still win): one refused connection says enough. A SQLite file is checked first
+    (sqlite_store.py): it may be created, but must otherwise be a whole, writable MLflow
+    store."""
+    check_sqlite_store(
+        uri, create=True, writes=True, read_only_hint="give a store this command can write to"
+    )
+    return _answering_client(uri)
+
+
+def _answering_client(uri: str) -> MlflowClient:
     try:
         client = MlflowClient(tracking_uri=uri)
         with mlflow_environment(_QUICK_FAILURE):
@@ -88,6 +100,11 @@ def check_tracking_uri(uri: str, label: str) -> None:
     """A plain path (or file:) is MLflow's file store, which MLflow 3 opens only with
     MLFLOW_ALLOW_FILE_STORE=true; a folder or a database file given without sqlite:/// is a
     slip worth naming (with `label`, the flag or key it came from) before anything runs."""
+    if is_redacted(uri):
+        raise ConfigError(
+            f"{label}: {uri} has its credentials masked (a sweep never stores them): give the "
+            "tracking URI with them again with --tracking-uri"
+        )
     if "://" in uri and not uri.startswith("file:"):
         return
     path = Path(uri.removeprefix("file://").removeprefix("file:")).expanduser()
@@ -108,16 +125,10 @@ def check_tracking_uri(uri: str, label: str) -> None:
 
 def open_client(tracking_uri: str) -> MlflowClient:
     """A client for reading an existing store, checked to answer within seconds. A SQLite file
-    that does not exist is an error, not a new empty store."""
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri.removeprefix("sqlite:///"))
-        path = path if tracking_uri.startswith("sqlite:////") else Path.cwd() / path
-        if not path.is_file():
-            raise TrackingError(
-                f"no MLflow store at {path} ({tracking_uri}): run tucker-sweep launch here "
-                "first, or pass --tracking-uri"
-            )
-    return tracking_client(tracking_uri)
+    must already be a whole MLflow store: one that does not exist, or an empty file, is an
+    error, never a new store (and a store of another MLflow version is never migrated)."""
+    check_sqlite_store(tracking_uri, create=False, writes=False)
+    return _answering_client(tracking_uri)
 
 
 # MLflow 3's UI opens an experiment on the view this tag names; without it, it opens on the

@@ -101,16 +101,18 @@ def log_baseline_run(
     target_accuracy: float,
     parent_run_id: str | None = None,
     sweep_name: str | None = None,
+    kind: str = "baseline",
 ) -> str:
     """The dense baseline as a run (a child of the sweep when there is one): per-epoch
     metrics and the same final metrics as a trial, so reports compare like with like;
-    `static_metrics` are its cost (and test accuracy, when measured)."""
-    tags = {KIND_TAG: "baseline"}
+    `static_metrics` are its cost (and test accuracy, when measured). `kind`: `baseline`, or
+    FINETUNED_BASELINE_KIND for the fine-tuned given model (its run name too)."""
+    tags = {KIND_TAG: kind}
     if parent_run_id is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     if sweep_name is not None:
         tags[SWEEP_TAG] = sweep_name  # the UI's filter for a sweep's runs
-    run_id = client.create_run(experiment_id, run_name="baseline", tags=tags).info.run_id
+    run_id = client.create_run(experiment_id, run_name=kind, tags=tags).info.run_id
     log_epoch_history(client, run_id, history)
     epochs = {int(row["epoch"]): (row.get("val_acc", math.nan), row.get(SECONDS_METRIC, math.nan))
               for row in history}  # fmt: skip

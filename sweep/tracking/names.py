@@ -3,6 +3,9 @@ artifact paths, each defined here once."""
 
 # ---- tags ----------------------------------------------------------------------------------------
 KIND_TAG = "tucker_sweep.kind"  # sweep | baseline | trial (train-dense | train-tucker: `train`)
+# With model.checkpoint a sweep has two dense runs: `baseline` (the given model as it is) and
+# `baseline_finetuned` (the given model fine-tuned with a trial's budget).
+FINETUNED_BASELINE_KIND = "baseline_finetuned"
 SWEEP_TAG = "tucker_sweep.sweep"  # the sweep's name, on its parent run
 EXPERIMENT_PATH_TAG = "tucker_sweep.experiment_path"  # Ray Tune's results, on the parent run
 TRIAL_ID_TAG = "tucker_sweep.trial_id"  # Tune's trial id, on a trial's run

@@ -24,6 +24,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweep.errors import first_line
 from sweep.tracking.names import KIND_TAG, TRIAL_ID_TAG
+from sweep.tracking.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ class MlflowOutbox:
         if not self._warned:
             logger.warning(
                 "MLflow at %s is unreachable (%s); %d writes queued, retrying every %.0f s",
-                self.tracking_uri, first_line(error)[:200], len(self.state.pending),
-                self.retry_interval,
+                redact(self.tracking_uri), redact(first_line(error))[:200],
+                len(self.state.pending), self.retry_interval,
             )  # fmt: skip
             self._warned = True
 

@@ -18,10 +18,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweep.errors import ReportError
+from sweep.folders import plain_name
 from sweep.tracking.client import mlflow_environment, open_client
 from sweep.tracking.driver import DRIVER_TAG, driver_alive
 from sweep.tracking.names import (
     CONFIG_ARTIFACT,
+    FINETUNED_BASELINE_KIND,
     KIND_TAG,
     STOP_REASON_TAG,
     STOP_REASONS,
@@ -95,6 +97,9 @@ class SweepRuns:
     parent: RunRecord
     baseline: RunRecord | None
     trials: list[RunRecord]
+    # model.checkpoint: the given model fine-tuned with a trial's budget (`baseline` is the
+    # given model as it is).
+    finetuned_baseline: RunRecord | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the config.yaml it was launched with
 
     @property
@@ -183,6 +188,8 @@ def load_sweep(
     trials.sort(key=lambda run: natural_key(run.trial_name))
     baselines = [run for run in children if run.tags.get(KIND_TAG) == "baseline"]
     baselines.sort(key=lambda run: run.start_time or 0)
+    finetuned = [run for run in children if run.tags.get(KIND_TAG) == FINETUNED_BASELINE_KIND]
+    finetuned.sort(key=lambda run: run.start_time or 0)
     runs = SweepRuns(
         tracking_uri=tracking_uri,
         experiment_name=experiment,
@@ -190,8 +197,12 @@ def load_sweep(
         parent=parent,
         baseline=baselines[-1] if baselines else None,
         trials=trials,
+        finetuned_baseline=finetuned[-1] if finetuned else None,
         config=read_config(client, parent.run_id),
     )
+    # The name becomes folders (reports/, exports/, the storage path's): refused here, for
+    # every reader, unless it is a plain folder name.
+    plain_name(runs.name, "the tracking store's sweep name", ReportError)
     live = parent.status == "RUNNING" and driver_alive(parent.tags.get(DRIVER_TAG)) is not False
     if parent.status == "RUNNING" and not live:
         # The driver died (SIGKILL, a lost node) without ending its runs: an interrupted

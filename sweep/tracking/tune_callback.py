@@ -31,6 +31,7 @@ from sweep.tracking.names import (
     trial_index,
 )
 from sweep.tracking.outbox import OUTAGE_ERRORS, MlflowOutbox, OutboxState
+from sweep.tracking.redact import recall_uri, redact, remember_uri
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -84,6 +85,7 @@ class TrialRunsCallback(LoggerCallback):
         sweep_name: str = "",
     ) -> None:
         self.tracking_uri = tracking_uri
+        remember_uri(tracking_uri)  # for a copy of this callback restored from its pickle
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.max_epochs = max_epochs
@@ -95,8 +97,16 @@ class TrialRunsCallback(LoggerCallback):
         self._outbox_state = OutboxState()
         self._outbox: MlflowOutbox | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles this callback into tuner.pkl, in the sweep's storage: no credential
+        # goes there. The outbox is rebuilt by setup().
+        return {**self.__dict__, "tracking_uri": redact(self.tracking_uri), "_outbox": None}
+
     def setup(self, *args: Any, **kwargs: Any) -> None:
         super().setup(*args, **kwargs)
+        # Restored from tuner.pkl (a resumed sweep), this callback holds the redacted URI: the
+        # driver restoring it remembered the real one.
+        self.tracking_uri = recall_uri(self.tracking_uri)
         self._outbox = MlflowOutbox(
             self.tracking_uri, self.experiment_id, self.parent_run_id, self.retry_interval
         )

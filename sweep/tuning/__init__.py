@@ -1,5 +1,5 @@
-"""Running a sweep on Ray Tune: the launcher, the trainable, the Tune form of the search, the
-Ray cluster and the sweep's storage, and reading Tune's results back.
+"""Running a sweep on Ray Tune: the launcher, the trainable, the Tune form of the search and the
+Ray cluster. The sweep's files on storage are read and written by sweep.sweep_files.
 
     launch.py          launch or resume a sweep (`tucker-sweep launch`), with the extension
                        point for extra per-trial Lightning callbacks; launch_config.py its config
@@ -8,6 +8,6 @@ Ray cluster and the sweep's storage, and reading Tune's results back.
     tune_space.py      param_space, searcher, ASHA, resources; tuner.py the Tuner
     trial_describer.py a trial's MLflow params and cost, for the tracking callback
     cluster.py         local Ray on loopback, or a cluster; ray_internals.py the one private use
-    storage.py         the sweep's own files beside Tune's experiment
-    results.py         finished trials and kept checkpoints, through Tune's public API
+    storage.py         sweep.sweep_files.store under its old name
+    results.py         finished trials, from the experiment state (launch only: it unpickles)
 """

@@ -18,11 +18,13 @@ from sweep.config import SweepConfig
 from sweep.seeding.baseline import (
     BaselineResult,
     baseline_epochs,
-    pretrained_baseline,
+    baseline_lr,
+    pretrained_references,
     train_baseline,
 )
 from sweep.seeding.seed import seed_from_baseline
 from sweep.tracking.layout import SweepTracking, finish_run, log_baseline_run
+from sweep.tracking.names import FINETUNED_BASELINE_KIND
 from sweep.tuning.storage import SweepStore
 
 BASELINE_WEIGHTS = "baseline.pt"
@@ -31,17 +33,17 @@ BASELINE_HISTORY = "baseline_history.yaml"
 
 def train_baseline_on_ray(
     config: SweepConfig, shape: DataShape, pretrained: dict[str, torch.Tensor] | None = None
-) -> BaselineResult:
+) -> tuple[BaselineResult, BaselineResult | None]:
     """The baseline as a Ray task with a trial's resources: on a cluster it runs on a worker
     (with its GPU), not on the driver. With `pretrained` weights (model.checkpoint, read by the
-    driver) it only evaluates them."""
+    driver): the given model evaluated as it is, and the given model fine-tuned with a trial's
+    budget (the second dense row); otherwise the trained baseline and None."""
     resources = {"num_cpus": config.resources.cpu, "num_gpus": config.resources.gpu}
     if pretrained is not None:
-        return ray.get(
-            ray.remote(**resources)(pretrained_baseline).remote(config, shape, pretrained)
-        )
+        remote = ray.remote(**resources)(pretrained_references)
+        return ray.get(remote.remote(config, shape, pretrained))
     remote = ray.remote(**resources)(train_baseline)
-    return ray.get(remote.remote(config, shape, baseline_epochs(config), config.max_t))
+    return ray.get(remote.remote(config, shape, baseline_epochs(config), config.max_t)), None
 
 
 class BaselineStep:
@@ -68,26 +70,25 @@ class BaselineStep:
         if pretrained is not None:
             self.progress(
                 f"dense reference: the given weights ({config.model.checkpoint}), evaluated "
-                "on the validation and test splits; nothing trains from scratch"
+                f"as they are, and fine-tuned {config.max_t} epochs at lr "
+                f"{baseline_lr(config):.3g} as a trial is; nothing trains from scratch"
             )
         else:
             self.progress(
                 f"dense baseline: training {baseline_epochs(config)} epochs for the seed, "
                 f"{max(config.max_t, baseline_epochs(config))} in all for the reference"
             )
-        baseline = train_baseline_on_ray(config, shape, pretrained)
-        run_id = log_baseline_run(
-            tracking.client,
-            tracking.experiment_id,
-            baseline.history,
-            baseline.static_metrics(),
-            config.stopping.target_accuracy,
-            parent_run_id=tracking.parent_run_id,
-            sweep_name=config.name,
-        )
+        baseline, finetuned = train_baseline_on_ray(config, shape, pretrained)
+        run_id = self._log(tracking, baseline, "baseline")
         self.progress(
             f"dense baseline: val_acc {baseline.val_acc:.4f}, test_acc {baseline.test_acc:.4f}"
         )
+        if finetuned is not None:
+            finish_run(tracking.client, self._log(tracking, finetuned, FINETUNED_BASELINE_KIND))
+            self.progress(
+                f"dense baseline fine-tuned: val_acc {finetuned.val_acc:.4f}, test_acc "
+                f"{finetuned.test_acc:.4f}"
+            )
         if config.decomposition.seed:
             self._write_seed(tracking, run_id, shape, baseline)
         # Saved last: its presence means the baseline step is complete (see above).
@@ -95,6 +96,18 @@ class BaselineStep:
         self.store.save_tensors(BASELINE_WEIGHTS, baseline.state_dict)
         finish_run(tracking.client, run_id)
         return baseline.state_dict, baseline.val_acc
+
+    def _log(self, tracking: SweepTracking, baseline: BaselineResult, kind: str) -> str:
+        return log_baseline_run(
+            tracking.client,
+            tracking.experiment_id,
+            baseline.history,
+            baseline.static_metrics(),
+            self.config.stopping.target_accuracy,
+            parent_run_id=tracking.parent_run_id,
+            sweep_name=self.config.name,
+            kind=kind,
+        )
 
     def _stored(self) -> tuple[dict[str, torch.Tensor], float | None]:
         history = yaml.safe_load(self.store.read_text(BASELINE_HISTORY)) or []

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import ray
 
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError
-from sweep.tuning.ray_internals import keep_local_ray_on_loopback
+from sweep.stop_signals import StopRequested, StopSignals
+from sweep.tuning.ray_internals import keep_local_ray_on_loopback, ray_keeps_our_sigterm_handler
 
 # How long a cluster's address may take to accept a connection.
 CONNECT_TIMEOUT_S = 15.0
@@ -37,22 +40,59 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         raise ConfigError(f"cannot reach the Ray cluster at {address} ({reason.lower()})") from None
 
 
-def connect_ray(address: str | None, verbose: bool = False) -> str:
+@contextmanager
+def _ray_starting(stop_signals: StopSignals | None) -> Iterator[None]:
+    """Around `ray.init`: the stop path's handlers stay installed (not Ray's), and a first
+    signal waits for the start to end, since a start cut half-way leaves Ray's processes
+    behind with nothing to shut them down (docs: sweep/stop_signals.py)."""
+    if stop_signals is None:
+        yield
+        return
+    with stop_signals.deferred():
+        with ray_keeps_our_sigterm_handler():
+            yield
+        stop_signals.install()  # Ray's core worker installed a native handler in the end
+
+
+def connect_ray(
+    address: str | None, verbose: bool = False, stop_signals: StopSignals | None = None
+) -> str:
     """Join the cluster at `address` (or $RAY_ADDRESS); otherwise start a local Ray that
     listens on loopback only. Returns a description for the user. Ray's own log lines
-    (startup, warnings) reach the terminal only when `verbose`."""
+    (startup, warnings) reach the terminal only when `verbose`. With `stop_signals`, a stop
+    signal during the start raises StopRequested once Ray has started."""
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return "the Ray instance already running in this process"
     if address:
         check_reachable(address)
-        ray.init(address=address, log_to_driver=False, logging_level=_ray_log_level(verbose))
+        with _ray_starting(stop_signals):
+            ray.init(address=address, log_to_driver=False, logging_level=_ray_log_level(verbose))
         return f"Ray cluster at {address}"
     # Ray binds every interface on Linux by default, which would expose a laptop's Ray to the
     # network.
     keep_local_ray_on_loopback()
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level=_ray_log_level(verbose))
+    with _ray_starting(stop_signals):
+        ray.init(
+            include_dashboard=False, log_to_driver=False, logging_level=_ray_log_level(verbose)
+        )
     return f"local Ray on 127.0.0.1 ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+
+
+def shut_down_ray(stop_signals: StopSignals, progress: Callable[[str], None]) -> int | None:
+    """Disconnect from Ray (and stop a local one) with stop signals held off until it is done:
+    Ray's exit handler would otherwise do it at interpreter exit, where a Ctrl-C cut it
+    half-way with a traceback and left Ray's agents running. Returns the signal that arrived
+    meanwhile, if any."""
+    if not ray.is_initialized():
+        return None
+    try:
+        with stop_signals.deferred(every_signal=True):
+            progress("shutting down Ray")
+            ray.shutdown()
+    except StopRequested as stop:
+        return stop.signum
+    return None
 
 
 def _ray_log_level(verbose: bool) -> int:

@@ -11,9 +11,8 @@ import lightning.pytorch as pl
 from ray import tune
 
 from lightning_modules.evaluation import BestValidationWeights
+from sweep.sweep_files.trial_files import CHECKPOINT_FILE
 from sweep.tracking.names import EPOCH_METRICS, TEST_ACC_METRIC
-
-CHECKPOINT_FILE = "checkpoint.ckpt"  # the Lightning checkpoint inside each Tune checkpoint
 
 
 class EpochReport(pl.Callback):

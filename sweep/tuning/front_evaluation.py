@@ -15,9 +15,9 @@ from lightning_modules.module import TuckerClassifier
 from sweep.builders import prepare_data_once_per_node, sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.report.ranking import front_trials
+from sweep.sweep_files.trial_files import KeptCheckpoint, choose_kept, kept_checkpoints
 from sweep.tracking.names import TEST_ACC_METRIC, TRIAL_ID_TAG
 from sweep.tracking.sweep_runs import load_sweep, metric_history
-from sweep.tuning.results import KeptCheckpoint, choose_kept, kept_checkpoints
 
 
 def checkpoint_test_accuracy(config: SweepConfig, checkpoint: KeptCheckpoint) -> float:

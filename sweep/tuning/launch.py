@@ -4,6 +4,7 @@ report at the end (docs/design.md, "Data flow of a sweep")."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
@@ -33,6 +35,9 @@ from sweep.report.write import write_sweep_report
 from sweep.seeding.seed import SEED_FILE
 from sweep.seeding.seed_file import read_seed
 from sweep.space import RankSpace, build_rank_space, describe, per_layer_sizes, select_layers
+from sweep.stop_signals import StopRequested, StopSignals, exit_status, signal_name
+from sweep.sweep_files.lock import sweep_lock
+from sweep.sweep_files.trust import check_restorable
 from sweep.tracking.client import experiment_id_for, tracking_client
 from sweep.tracking.driver import DRIVER_TAG, driver_identity
 from sweep.tracking.layout import (
@@ -43,13 +48,13 @@ from sweep.tracking.layout import (
     start_sweep_run,
 )
 from sweep.tracking.names import CONFIG_ARTIFACT, EXPERIMENT_PATH_TAG
+from sweep.tracking.redact import redact, redact_values, without_tracking_credentials
 from sweep.tracking.tune_callback import TrialRunsCallback
 from sweep.tuning.baseline_step import BaselineStep
-from sweep.tuning.cluster import check_cluster_resources, connect_ray
+from sweep.tuning.cluster import check_cluster_resources, connect_ray, shut_down_ray
 from sweep.tuning.front_evaluation import evaluate_front
 from sweep.tuning.progress import ProgressCallback, SweepProgress, set_display
 from sweep.tuning.results import finished_trials
-from sweep.tuning.stop_signals import StopRequested, StopSignals, exit_status
 from sweep.tuning.storage import SweepStore
 from sweep.tuning.trainable import TrialCallbackFactory, TrialSetup
 from sweep.tuning.trial_describer import TrialDescriber
@@ -81,6 +86,8 @@ class SweepOutcome:
     space_size: int | None  # None: budget mode (a continuous target)
     unseeded_space_size: int  # plans of mode per_layer without a seed
     baseline_val_acc: float | None
+    # A stop signal that arrived while Ray shut down after the sweep had ended (exit 128 + it).
+    stopped_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -148,13 +155,22 @@ class SweepLauncher:
 
     def run(self, resume: bool) -> SweepOutcome:
         self.stop_signals.install()
+        owns_ray = not ray.is_initialized()
+        outcome = None
         try:
-            return self._run(resume)
+            outcome = self._run(resume)
         except KeyboardInterrupt as stop:
             # A StopRequested from our handler, or the plain KeyboardInterrupt that Ray's
             # blocking calls (ray.get) raise in its place.
             signum = stop.signum if isinstance(stop, StopRequested) else self.stop_signals.received
             raise self._interrupted(None, None, signum) from None
+        finally:
+            # Ray started here stops here, not at interpreter exit (see shut_down_ray).
+            late_signal = shut_down_ray(self.stop_signals, self.progress) if owns_ray else None
+            self.stop_signals.restore()
+        if late_signal is not None:
+            outcome = dataclasses.replace(outcome, stopped_by=late_signal)
+        return outcome
 
     def _interrupted(
         self, finished: int | None, expected: int | None, signum: int | None
@@ -169,7 +185,8 @@ class SweepLauncher:
             else "; nothing was recorded"
         )
         status = exit_status(signum) if signum is not None else 130
-        return SweepInterrupted(f"sweep {self.config.name!r} interrupted{done}{hint}", status)
+        by = f" by {signal_name(signum)}" if signum is not None else ""
+        return SweepInterrupted(f"sweep {self.config.name!r} interrupted{by}{done}{hint}", status)
 
     def _run(self, resume: bool) -> SweepOutcome:
         started = time.perf_counter()
@@ -185,12 +202,14 @@ class SweepLauncher:
         client = tracking_client(self.tracking_uri)
         ray_description = self._connect()
         tracking = self._open_tracking(client, resume)
+        # Ray gets the config without the tracking credentials: only this driver logs.
+        shared = without_tracking_credentials(config)
         with runs_ended_on_error(tracking):
-            baseline_state, baseline_acc = BaselineStep(config, self.store, self.progress).run(
+            baseline_state, baseline_acc = BaselineStep(shared, self.store, self.progress).run(
                 tracking, inputs.shape, inputs.pretrained
             )
             space, unseeded = self._rank_space(inputs)
-            setup = TrialSetup(config, space, inputs.shape, baseline_state, self.trial_callbacks)
+            setup = TrialSetup(shared, space, inputs.shape, baseline_state, self.trial_callbacks)
             results, finished, expected = self._fit(tracking, setup)
             if finished == expected:
                 evaluate_front(config, self.store.experiment_path, self.progress)
@@ -231,6 +250,9 @@ class SweepLauncher:
                 f"{self.store.storage_path}: resume it with --resume {self.config.name} or "
                 "choose another --name"
             )
+        if resume:
+            # Tune's restore unpickles the folder's files: whoever wrote them runs code here.
+            check_restorable(self.store)
 
     def _inspect_inputs(self) -> _Inputs:
         inputs = inspect_inputs(self.config)
@@ -241,9 +263,10 @@ class SweepLauncher:
     def _connect(self) -> str:
         """Ray, checked to have what a trial asks for; the data downloaded once on this node
         before trials start. Returns a description of the Ray it joined."""
-        description = connect_ray(self.config.cluster.address, verbose=self.verbose)
-        # ray.init and Ray's core worker replace the SIGTERM handler: ours again.
-        self.stop_signals.install()
+        # A signal during Ray's start stops the sweep once Ray has started (connect_ray).
+        description = connect_ray(
+            self.config.cluster.address, verbose=self.verbose, stop_signals=self.stop_signals
+        )
         self.progress(f"connected to {description}")
         check_cluster_resources(self.config)
         sweep_datamodule(self.config).prepare_data()
@@ -257,12 +280,13 @@ class SweepLauncher:
         if parent_run_id is None:
             parent_run_id = start_sweep_run(client, experiment_id, config.name, self._params())
             client.set_tag(parent_run_id, EXPERIMENT_PATH_TAG, self.store.experiment_path)
-            self.store.write_text(CONFIG_ARTIFACT, yaml.safe_dump(config.model_dump(by_alias=True)))
+            stored = redact_values(config.model_dump(by_alias=True))  # no credentials in files
+            self.store.write_text(CONFIG_ARTIFACT, yaml.safe_dump(stored))
             self._log_stored_file(client, parent_run_id, CONFIG_ARTIFACT)
         else:
             client.update_run(parent_run_id, status="RUNNING")
         client.set_tag(parent_run_id, DRIVER_TAG, driver_identity())
-        self.progress(f"MLflow sweep run {parent_run_id} in {self.tracking_uri}")
+        self.progress(f"MLflow sweep run {parent_run_id} in {redact(self.tracking_uri)}")
         return SweepTracking(client, experiment_id, parent_run_id)
 
     def _params(self) -> dict[str, Any]:
@@ -389,4 +413,7 @@ def launch_sweep(
     launcher = SweepLauncher(
         config, progress or (lambda _message: None), trial_callbacks, show_progress, verbose
     )
-    return launcher.run(resume)
+    # Taken before MLflow hears of the sweep, held until the driver ends: a second driver of
+    # this name is refused in one line instead of logging into the same runs.
+    with sweep_lock(launcher.store.storage_path, config.name):
+        return launcher.run(resume)

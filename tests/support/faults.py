@@ -62,6 +62,9 @@ class FaultPlan:
     transient: tuple[int, ...] = ()
     permanent: tuple[int, ...] = ()
     epoch_delay_seconds: float = 0.0
+    # The driver pauses this long before it shuts Ray down at the end (launch_with_faults), so
+    # that a test's signal lands in that step however fast the machine is.
+    shutdown_delay_seconds: float = 0.0
 
     def trial_callbacks(self) -> list[Callable[[], pl.Callback]]:
         factories: list[Callable[[], pl.Callback]] = []

@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from functools import partial
 from pathlib import Path
+
+import ray
 
 from support.faults import FaultPlan
 from sweep.errors import SweepInterrupted
@@ -34,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         args.config, args.resume, args.storage_path, {"cluster.address": args.address}
     )
     faults = FaultPlan(**json.loads(args.faults))
+    if faults.shutdown_delay_seconds:
+        real_shutdown = ray.shutdown
+
+        def paced_shutdown(*shutdown_args: object, **kwargs: object) -> None:
+            time.sleep(faults.shutdown_delay_seconds)
+            real_shutdown(*shutdown_args, **kwargs)
+
+        ray.shutdown = paced_shutdown  # the real shutdown, later: the launcher calls ray.shutdown
     try:
         outcome = launch_sweep(
             settings,
@@ -47,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return interrupted.exit_status
     print(f"sweep {outcome.name}: {outcome.num_trials} trials ({outcome.num_errors} failed)")
+    if outcome.stopped_by is not None:  # as the CLI: a signal while Ray shut down
+        print(f"stopped while Ray shut down: {outcome.stopped_by}", file=sys.stderr)
+        return 128 + outcome.stopped_by
     return 0
 
 

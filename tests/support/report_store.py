@@ -19,7 +19,7 @@ from sweep.tracking.layout import (
     start_child_run,
     start_sweep_run,
 )
-from sweep.tracking.names import STOP_REASON_TAG, TRIAL_ID_TAG
+from sweep.tracking.names import FINETUNED_BASELINE_KIND, STOP_REASON_TAG, TRIAL_ID_TAG
 
 SWEEP = "report-sweep"
 EXPERIMENT = "tests"
@@ -61,13 +61,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _finetuned_run(
+    client: MlflowClient, experiment_id: str, parent: str, val_acc: float, test_acc: float
+) -> None:
+    run_id = start_child_run(
+        client, experiment_id, parent, FINETUNED_BASELINE_KIND, FINETUNED_BASELINE_KIND
+    )
+    log_epoch_history(client, run_id, [{"epoch": 1, "val_acc": val_acc, "trial_seconds": 1.0}])
+    final = {"params": 10000, "flops": 200000, "compression": 1.0, "best_val_acc": val_acc,
+             "epochs_run": 1, "stopped_early": 0, "wall_seconds": 1.0,
+             "test_acc": test_acc}  # fmt: skip
+    log_final_metrics(client, run_id, final, 1)
+    client.set_terminated(run_id)
+
+
 def handmade_store(
-    folder: Path, trials: list[dict], sweep_status: str = "FINISHED", name: str = "handmade"
+    folder: Path,
+    trials: list[dict],
+    sweep_status: str = "FINISHED",
+    name: str = "handmade",
+    finetuned: tuple[float, float] | None = None,
 ) -> str:
     """A SQLite store holding one sweep in the layout sweep.tracking writes: a parent run
     (params as launch logs them), a dense baseline and the given trials, each a dict with
     ranks, metrics (final ones, or none for a trial still running), history (val_acc per
-    epoch), status (MLflow) and stop_reason (tag)."""
+    epoch), status (MLflow) and stop_reason (tag). `finetuned` (best val acc, test acc): a
+    sweep from model.checkpoint, whose baseline is the given model and which also has the
+    given model fine-tuned."""
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment_id = experiment_id_for(client, EXPERIMENT)
@@ -107,6 +127,8 @@ def handmade_store(
         4,
     )
     client.set_terminated(baseline)
+    if finetuned is not None:
+        _finetuned_run(client, experiment_id, parent, *finetuned)
     for index, trial in enumerate(trials):
         trial_name = f"run_trial_abcde_{index:05d}"
         run_id = start_child_run(

@@ -24,3 +24,15 @@ def depthwise_only(channels: int = 8, num_classes: int = 10) -> nn.Module:
 
 def not_a_module() -> str:
     return "a string"
+
+
+def with_a_depthwise_conv(channels: int = 8, num_classes: int = 10) -> nn.Module:
+    """One decomposable conv and a depthwise one, which stays dense (and is reported so)."""
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 3, padding=1),
+        nn.Conv2d(channels, channels, 3, padding=1),
+        nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(channels, num_classes),
+    )
