@@ -163,7 +163,7 @@ def test_seed_stopped_while_it_analyses_leaves_no_run_running(tmp_path):
     assert status == 143, output[-3000:]
     assert "Traceback" not in output
     assert output.strip().splitlines()[-1] == (
-        "tucker-sweep: seed stopped by SIGTERM; nothing was kept"
+        "tucker-sweep: seed stopped by SIGTERM before it finished; no MLflow run is left RUNNING"
     ), output[-3000:]
     assert _runs_with_status(client, "RUNNING") == []
     assert [run.info.run_name for run in _runs_with_status(client, "KILLED")] == ["baseline"]

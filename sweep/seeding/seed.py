@@ -25,7 +25,13 @@ from sweep.seeding.baseline import (
 from sweep.seeding.seed_file import SeedFile, build_seed, write_seed
 from sweep.seeding.spectrum_plot import plot_spectra
 from sweep.space import per_layer_sizes
-from sweep.stop_signals import StopRequested, exit_status, signal_name, stop_signals_raised
+from sweep.stop_signals import (
+    StopRequested,
+    StopSignals,
+    exit_status,
+    signal_name,
+    stop_signals_raised,
+)
 from sweep.tracking.client import experiment_id_for, tracking_client
 from sweep.tracking.layout import log_baseline_run
 
@@ -98,17 +104,20 @@ def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = N
     """`tucker-sweep seed`: train (or load) the dense baseline, write seed.json and the plot,
     and record them on a `baseline` run in MLflow. SIGINT or SIGTERM stops it at any moment
     with SweepInterrupted (exit 130 or 143), its baseline run ended KILLED."""
-    with stop_signals_raised():
+    with stop_signals_raised() as signals:
         try:
-            return _seed(config, out_dir, checkpoint)
+            return _seed(config, out_dir, checkpoint, signals)
         except StopRequested as stop:
             raise SweepInterrupted(
-                f"seed stopped by {signal_name(stop.signum)}; nothing was kept",
+                f"seed stopped by {signal_name(stop.signum)} before it finished; no MLflow run is "
+                "left RUNNING",
                 exit_status(stop.signum),
             ) from None
 
 
-def _seed(config: SweepConfig, out_dir: Path, checkpoint: Path | None) -> SeedOutcome:
+def _seed(
+    config: SweepConfig, out_dir: Path, checkpoint: Path | None, signals: StopSignals
+) -> SeedOutcome:
     datamodule = sweep_datamodule(config)
     shape = DataShape.of(datamodule)
     loaded = baseline_from_checkpoint(checkpoint, config, shape) if checkpoint else None
@@ -122,14 +131,18 @@ def _seed(config: SweepConfig, out_dir: Path, checkpoint: Path | None) -> SeedOu
     if checkpoint is not None:
         # The checkpoint's accuracy on this data (it has no training history here).
         baseline.history = [{"epoch": 0, **evaluate_baseline(baseline, datamodule)}]
-    run_id = log_baseline_run(
-        client,
-        experiment_id,
-        [row for row in baseline.history if row["epoch"] > 0],
-        baseline.static_metrics(),
-        config.stopping.target_accuracy,
-    )
+    run_id = None
     try:
+        # Held off while the run is created and its history logged: a stop there would leave
+        # a RUNNING run whose id this code never learnt. Raised when the block ends, here.
+        with signals.deferred():
+            run_id = log_baseline_run(
+                client,
+                experiment_id,
+                [row for row in baseline.history if row["epoch"] > 0],
+                baseline.static_metrics(),
+                config.stopping.target_accuracy,
+            )
         artifacts = seed_from_baseline(
             config, shape, baseline, out_dir,
             checkpoint=str(checkpoint) if checkpoint else None, run_id=run_id,
@@ -138,8 +151,9 @@ def _seed(config: SweepConfig, out_dir: Path, checkpoint: Path | None) -> SeedOu
             client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, status="FINISHED")
     except BaseException as error:
-        stopped = isinstance(error, KeyboardInterrupt)  # a stop signal's StopRequested too
-        client.set_terminated(run_id, status="KILLED" if stopped else "FAILED")
+        if run_id is not None:
+            stopped = isinstance(error, KeyboardInterrupt)  # a stop signal's StopRequested too
+            client.set_terminated(run_id, status="KILLED" if stopped else "FAILED")
         raise
     layers = conv_layers(baseline.classifier().model)
     seeded, unseeded = per_layer_sizes(config, layers, artifacts.seed.seed_data())
