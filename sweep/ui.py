@@ -284,14 +284,18 @@ def start_ui(
 
 @contextlib.contextmanager
 def _interrupt_as_return() -> Iterator[None]:
-    """SIGTERM ends the wait like Ctrl-C does, so both stop the server cleanly."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """SIGINT and SIGTERM end the wait, so both stop the server cleanly. SIGINT's handler is set
+    too: a process started in the background of a script inherits SIGINT ignored, and then
+    `kill -INT` (what the UI test sends) left the UI serving."""
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in stop_signals}
     try:
         yield
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def serve_ui(
