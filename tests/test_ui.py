@@ -88,7 +88,9 @@ def test_ui_serves_the_sweep_and_stops_on_ctrl_c(sweep, tmp_path):
     )
     port = free_port()
     log = tmp_path / "ui.log"
-    server = start_cli("ui", "--port", str(port), *sweep.store_args(), cwd=sweep.folder, log=log)
+    # Started as `tucker-sweep ui &` in a script is: SIGINT ignored, which the UI overrides.
+    server = start_cli("ui", "--port", str(port), *sweep.store_args(), cwd=sweep.folder, log=log,
+                       sigint_ignored=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         url = None

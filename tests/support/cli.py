@@ -48,13 +48,20 @@ def run_cli(
     )  # fmt: skip
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_cli(
-    *args: str, cwd: Path, log: Path, faults: FaultPlan | None = None
+    *args: str, cwd: Path, log: Path, faults: FaultPlan | None = None, sigint_ignored: bool = False
 ) -> subprocess.Popen:
+    """The CLI in the background; `sigint_ignored`: started as a script's `cmd &` starts it,
+    with SIGINT ignored (what a process then inherits), so that only its own handler stops it."""
     handle = log.open("w")
     return subprocess.Popen(
-        _command(args, faults), cwd=cwd, env=cli_env(), stdout=handle, stderr=subprocess.STDOUT
-    )
+        _command(args, faults), cwd=cwd, env=cli_env(), stdout=handle, stderr=subprocess.STDOUT,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
+    )  # fmt: skip
 
 
 def write_config(folder: Path, overrides: dict) -> Path:
