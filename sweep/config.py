@@ -315,7 +315,9 @@ class DecompositionConfig(StrictModel):
     compression: SearchRange | list[float] = Field(
         default_factory=lambda: SearchRange(low=2.0, high=30.0)
     )
-    budget_metric: Literal["params", "flops"] = "params"
+    # latency: the target is a measured speed-up of the decomposed convs on the `deploy`
+    # device, priced by a latency table timed there (lightning_modules.inference).
+    budget_metric: Literal["params", "flops", "latency"] = "params"
     # uniform by default: on the briefly trained baseline, minimax starves the output mode of
     # the last layers (N' of 4-10) and trained worse at equal compression (search_quality.py).
     allocator: Literal["minimax", "uniform"] = "uniform"
@@ -354,7 +356,7 @@ class SearchConfig(StrictModel):
     algorithm: Literal["random", "grid", "optuna"] = "random"
     # What the searcher optimises: val_acc (maximised), and optionally a cost (minimised) for
     # Optuna's multi-objective search. ASHA stops trials on scheduler.metric either way.
-    objectives: list[Literal["val_acc", "params", "flops"]] = Field(
+    objectives: list[Literal["val_acc", "params", "flops", "latency"]] = Field(
         default_factory=lambda: ["val_acc"]
     )
     num_samples: int = Field(24, ge=1, le=MAX_TRIALS)
@@ -371,7 +373,7 @@ class SearchConfig(StrictModel):
         if not values or values[0] != "val_acc":
             raise ValueError(f"the first objective must be val_acc, got {values}")
         if len(values) > 2 or (len(values) == 2 and values[1] == "val_acc"):
-            raise ValueError(f"val_acc and at most one of params, flops, got {values}")
+            raise ValueError(f"val_acc and at most one of params, flops, latency, got {values}")
         return values
 
     @field_validator("lr")
@@ -431,6 +433,31 @@ class TrainingConfig(ExecutionFields):
     finetune_epochs: Epochs = 5
 
 
+MAX_THREADS = 1024
+
+
+class DeployConfig(StrictModel):
+    """The device a compressed model is meant to run on: every trial's model is timed there in
+    its inference form, beside the dense model, at each batch size (latency_ms_b<B>,
+    speedup_b<B>); a latency budget is priced there too. `device` None: the trials' device
+    (cuda with resources.gpu, else cpu). Training and deployment may differ: train on a GPU,
+    deploy on `cpu`. `threads`: torch's CPU threads while timing (one thread by default: the
+    figure of a single-core deployment, and steady beside other trials on the same host)."""
+
+    device: Literal["cpu", "cuda"] | None = None
+    threads: int = Field(1, ge=1, le=MAX_THREADS)
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1, 64], min_length=1)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _distinct(cls, values: list[int]) -> list[int]:
+        return list(dict.fromkeys(values))
+
+    def resolved_device(self, gpus_per_trial: float) -> str:
+        return self.device or ("cuda" if gpus_per_trial > 0 else "cpu")
+
+
 class ClusterConfig(StrictModel):
     """`address` None: $RAY_ADDRESS if set, else a local Ray on loopback."""
 
@@ -455,6 +482,22 @@ class SweepConfig(StrictModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _latency_targets(cls, raw: Any) -> Any:
+        # A latency target is a speed-up: 30x (the params default's top) is out of reach of
+        # any conv, so a latency budget without its own targets searches 1.2x to 4x.
+        decomposition = raw.get("decomposition") if isinstance(raw, dict) else None
+        if (
+            isinstance(decomposition, dict)
+            and decomposition.get("budget_metric") == "latency"
+            and "compression" not in decomposition
+        ):
+            decomposition = {**decomposition, "compression": {"low": 1.2, "high": 4.0}}
+            return {**raw, "decomposition": decomposition}
+        return raw
 
     @model_validator(mode="before")
     @classmethod
@@ -506,9 +549,22 @@ class SweepConfig(StrictModel):
         problem = self.training.execution_setup().problem_on(trial_device)
         if problem:
             raise ValueError(f"training.{problem} (resources.gpu is 0: trials run on CPUs)")
+        deploy_device = self.deploy_device
+        if deploy_device == "cuda" and self.resources.gpu == 0:
+            # Trials time their model where they run: a CPU trial has no GPU to time it on.
+            raise ValueError("deploy.device: cuda needs trials on GPUs (resources.gpu > 0)")
+        if deploy_device == "cpu" and self.deploy.dtype == "float16":
+            raise ValueError(
+                "deploy.dtype: float16 convolutions are a GPU setting; use float32 "
+                "or bfloat16 on cpu"
+            )
         if self.resources.gpu > 1 and self.resources.gpu != int(self.resources.gpu):
             raise ValueError(f"resources.gpu: a fraction must be below 1, got {self.resources.gpu}")
         return self
+
+    @property
+    def deploy_device(self) -> str:
+        return self.deploy.resolved_device(self.resources.gpu)
 
     @property
     def max_t(self) -> int:

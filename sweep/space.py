@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lightning_modules.inference.latency_table import LatencyTable
 from lightning_modules.nets import ConvLayer
 from lightning_modules.ranks import ModeSpectra
 from lightning_modules.ranks.allocation import (
@@ -145,16 +146,27 @@ def _budget(
     chosen: list[ConvLayer],
     spectra: Mapping[str, ModeSpectra],
     input_hw: Mapping[str, tuple[int, int]] | None,
+    latency: LatencyTable | None,
 ) -> BudgetAllocation:
     decomposition = config.decomposition
-    if decomposition.budget_metric == "flops" and not input_hw:
-        raise ConfigError("decomposition.budget_metric: flops needs the layers' input sizes")
-    layers = tuple(
-        LayerSpectra(
-            layer.name, layer.geometry, spectra[layer.name], (input_hw or {}).get(layer.name)
+    metric = decomposition.budget_metric
+    if metric in ("flops", "latency") and not input_hw:
+        raise ConfigError(f"decomposition.budget_metric: {metric} needs the layers' input sizes")
+    if metric == "latency" and latency is None:
+        raise ConfigError(
+            "decomposition.budget_metric: latency needs the sweep's latency table (measured "
+            "with the seed)"
         )
-        for layer in chosen
-    )
+    hw = input_hw or {}
+
+    def described(layer: ConvLayer) -> LayerSpectra:
+        timed = None
+        if metric == "latency" and latency is not None:
+            timed = latency.layer(layer.geometry, hw[layer.name])
+        return LayerSpectra(layer.name, layer.geometry, spectra[layer.name], hw.get(layer.name),
+                            timed)  # fmt: skip
+
+    layers = tuple(described(layer) for layer in chosen)
     return BudgetAllocation(layers, decomposition.budget_metric, decomposition.allocator)
 
 
@@ -163,10 +175,12 @@ def build_rank_space(
     layers: Sequence[ConvLayer],
     seed: SeedData | None = None,
     input_hw: Mapping[str, tuple[int, int]] | None = None,
+    latency: LatencyTable | None = None,
 ) -> RankSpace:
     """The sweep's rank space over the chosen layers. Per-layer candidates come from the seed
     when there is one (it must cover the chosen layers), else from the ratio lists; budget mode
-    needs the seed's spectra (and, for a FLOPs budget, each layer's input size `input_hw`)."""
+    needs the seed's spectra (and, for a FLOPs or latency budget, each layer's input size
+    `input_hw`; for a latency budget, the latency table measured with the seed)."""
     chosen = select_layers(config, layers)
     ratios = config.decomposition.ratios.as_tuple()
     mode = config.decomposition.mode
@@ -183,7 +197,7 @@ def build_rank_space(
             f"the seed has no candidates for layer(s) {', '.join(missing)}: seed the same model"
         )
     if mode == "budget":
-        budget = _budget(config, chosen, seed.spectra, input_hw)
+        budget = _budget(config, chosen, seed.spectra, input_hw, latency)
         return RankSpace("budget", tuple(chosen), {}, ratios, seeded=True, budget=budget)
     choices = {layer.name: list(seed.candidates[layer.name]) for layer in chosen}
     return RankSpace("per_layer", tuple(chosen), choices, ratios, seeded=True)

@@ -56,6 +56,24 @@ def test_digits_sweep_with_asha_records_every_trial(tmp_path):
     }  # fmt: skip
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs)
 
+    # Every trial, ASHA's stopped ones too, timed its model beside a dense one (deploy
+    # default: cpu, 1 thread, batch 1 and 64); the baseline run has the dense latency.
+    speed = {f"{prefix}{batch}" for prefix in ("latency_ms_b", "dense_latency_ms_b", "speedup_b")
+             for batch in (1, 64)}  # fmt: skip
+    for run in runs:
+        metrics = run.data.metrics
+        assert speed | {"latency_ms"} <= set(metrics), metrics
+        for batch in (1, 64):
+            ratio = metrics[f"dense_latency_ms_b{batch}"] / metrics[f"latency_ms_b{batch}"]
+            assert metrics[f"speedup_b{batch}"] == pytest.approx(ratio)
+    (baseline,) = client.search_runs(
+        [runs[0].info.experiment_id], filter_string="tags.`tucker_sweep.kind` = 'baseline'"
+    )
+    assert {"latency_ms_b1", "latency_ms_b64"} <= set(baseline.data.metrics)
+    assert parent.data.params["deploy/device"] == "cpu"
+    assert parent.data.params["deploy/batch_sizes"] == "1,64"
+    assert parent.data.params["deploy/device_name"]
+
 
 @pytest.mark.slow
 def test_failing_trials_are_retried_or_marked_failed(tmp_path):

@@ -10,6 +10,12 @@ spectra (docs/design.md, "Rank allocation").
 (Liebenwein et al. 2021) does; `allocate_uniform_threshold` keeps one energy share of every
 mode of every layer, the simpler rule to compare it with. Both bisect on one number (the error
 level, the threshold), are deterministic and take milliseconds.
+
+metric "latency" prices a triple by a measured latency model of the deployment device
+(LayerSpectra.latency, lightning_modules/inference/latency_table.py), and the target is a
+speed-up of the decomposed convs. A layer none of whose triples within the error level runs
+faster than its dense conv stays dense (Allocation.dense_layers): a Tucker layer that does not
+pay is not decomposed, as with the 1x1 convs of inverted-residual nets.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -30,8 +36,13 @@ from lightning_modules.tucker.cost import (
     tucker_param_count,
 )
 
-BudgetMetric = Literal["params", "flops"]
-METRICS: tuple[str, ...] = ("params", "flops")
+if TYPE_CHECKING:
+    from lightning_modules.inference.latency_table import LayerLatency
+
+BudgetMetric = Literal["params", "flops", "latency"]
+METRICS: tuple[str, ...] = ("params", "flops", "latency")
+# In a plan under construction: this layer stays a dense conv (latency budgets only).
+KEEP_DENSE = TuckerRanks(0, 0, 0)
 _BISECTION_STEPS = 60  # halves the interval to below 1e-18 of its width
 # Error levels are compared as squared errors (sums of left-out energy shares), never through a
 # square root and back: sqrt(x)**2 differs from x in the last bit for most x, and which way it
@@ -55,18 +66,20 @@ class LayerSpectra:
     geometry: ConvGeometry
     spectra: ModeSpectra
     input_hw: tuple[int, int] | None = None
+    latency: LayerLatency | None = None  # measured on the deployment device (latency budgets)
 
 
 @dataclass(frozen=True)
 class Allocation:
     """A rank plan for the layers, its estimated errors and what it costs under the metric."""
 
-    ranks: dict[str, TuckerRanks]
+    ranks: dict[str, TuckerRanks]  # the layers to decompose
     errors: dict[str, float]  # estimated relative error ||W - W_hat|| / ||W|| per layer
-    cost: int  # of the decomposed convs, without bias
-    dense_cost: int
+    cost: float  # of the decomposable convs, without bias (ms for latency)
+    dense_cost: float
     target_compression: float
     metric: str
+    dense_layers: tuple[str, ...] = ()  # kept dense: no triple ran faster (latency only)
 
     @property
     def compression(self) -> float:
@@ -118,7 +131,14 @@ class _Layer:
             left_out_energy(spectrum, dim)
             for spectrum, dim in zip(layer.spectra.as_tuple(), dims, strict=True)
         ]
-        if metric == "flops":
+        self.keeps_dense = metric == "latency"
+        if metric == "latency":
+            latency = layer.latency
+            if latency is None:
+                raise AllocationError(f"{layer.name}: a latency budget needs its latency model")
+            self.cost = latency.cost_ms
+            self.dense_cost = latency.dense_ms
+        elif metric == "flops":
             if layer.input_hw is None:
                 raise AllocationError(f"{layer.name}: a FLOPs budget needs the layer's input size")
             hw = layer.input_hw
@@ -135,20 +155,34 @@ class _Layer:
         self.negative_in_tail = -self.tails[1]
 
     def error(self, ranks: Sequence[int]) -> float:
+        if ranks == KEEP_DENSE:
+            return 0.0
         return estimated_error(self.tails, ranks)
+
+    def price(self, ranks: Sequence[int]) -> float:
+        """What a plan entry costs: the dense conv's own cost for KEEP_DENSE."""
+        return float(self.dense_cost if ranks == KEEP_DENSE else self.cost(ranks))
+
+    def settled(self, ranks: TuckerRanks) -> TuckerRanks:
+        """KEEP_DENSE for a triple no faster than the dense conv (latency), else the triple."""
+        if self.keeps_dense and self.price(ranks) >= self.dense_cost:
+            return KEEP_DENSE
+        return ranks
 
     def full_ranks(self) -> TuckerRanks:
         dims = self.geometry.tensor_shape
         return make_feasible(dims, dims)[0]
 
     def squared_error(self, ranks: Sequence[int]) -> float:
+        if ranks == KEEP_DENSE:
+            return 0.0
         return sum(float(t[r]) for t, r in zip(self.tails, ranks, strict=True))
 
-    @staticmethod
-    def cheapest_ranks() -> TuckerRanks:
-        """Rank 1 in every mode: always feasible, and the cheapest triple under either metric
-        (both costs grow with every rank)."""
-        return TuckerRanks(1, 1, 1)
+    def cheapest_ranks(self) -> TuckerRanks:
+        """Rank 1 in every mode: always feasible, and the cheapest triple under every metric
+        (each cost grows with every rank; latency's up to timing noise), or KEEP_DENSE where
+        even that runs no faster than the dense conv."""
+        return self.settled(TuckerRanks(1, 1, 1))
 
     def cheapest_within(self, squared_level: float) -> TuckerRanks | None:
         """The cheapest feasible triple whose estimated squared error is at most
@@ -174,7 +208,8 @@ class _Layer:
         costs = np.asarray(self.cost((out_ranks, in_ranks, spatial_ranks)))
         errors = self.tails[0][out_ranks] + self.tails[1][in_ranks] + self.tails[2][spatial_ranks]
         best = np.lexsort((spatial_ranks, in_ranks, out_ranks, errors, costs))[0]
-        return TuckerRanks(int(out_ranks[best]), int(in_ranks[best]), int(spatial_ranks[best]))
+        ranks = TuckerRanks(int(out_ranks[best]), int(in_ranks[best]), int(spatial_ranks[best]))
+        return self.settled(ranks)
 
 
 def _prepare(
@@ -189,22 +224,31 @@ def _prepare(
     return [_Layer(layer, metric) for layer in layers]
 
 
+def _plan_cost(prepared: list[_Layer], plan: list[TuckerRanks]) -> float:
+    return sum(layer.price(r) for layer, r in zip(prepared, plan, strict=True))
+
+
 def _allocation(
     prepared: list[_Layer], plan: list[TuckerRanks], target: float, metric: str
 ) -> Allocation:
+    pairs = list(zip(prepared, plan, strict=True))
+    cost, dense_cost = _plan_cost(prepared, plan), sum(layer.dense_cost for layer in prepared)
+    if metric != "latency":  # counts stay integers
+        cost, dense_cost = int(cost), int(dense_cost)
     return Allocation(
-        ranks={layer.name: ranks for layer, ranks in zip(prepared, plan, strict=True)},
-        errors={layer.name: layer.error(r) for layer, r in zip(prepared, plan, strict=True)},
-        cost=sum(int(layer.cost(r)) for layer, r in zip(prepared, plan, strict=True)),
-        dense_cost=sum(layer.dense_cost for layer in prepared),
+        ranks={layer.name: ranks for layer, ranks in pairs if ranks != KEEP_DENSE},
+        errors={layer.name: layer.error(r) for layer, r in pairs},
+        cost=cost,
+        dense_cost=dense_cost,
         target_compression=target,
         metric=metric,
+        dense_layers=tuple(layer.name for layer, ranks in pairs if ranks == KEEP_DENSE),
     )
 
 
 def _bisect(
     plan_at: Callable[[float], list[TuckerRanks]],
-    cost_of: Callable[[list[TuckerRanks]], int],
+    cost_of: Callable[[list[TuckerRanks]], float],
     budget: float,
     lossless: float,
     cheapest: float,
@@ -244,10 +288,13 @@ def allocate_minimax(
     def plan_at(squared_level: float) -> list[TuckerRanks]:
         # The feasible full ranks are lossless, so every level has a triple; the fallback only
         # guards against round-off in the tails.
-        return [layer.cheapest_within(squared_level) or layer.full_ranks() for layer in prepared]
+        return [
+            layer.cheapest_within(squared_level) or layer.settled(layer.full_ranks())
+            for layer in prepared
+        ]
 
-    def cost_of(plan: list[TuckerRanks]) -> int:
-        return sum(int(layer.cost(r)) for layer, r in zip(prepared, plan, strict=True))
+    def cost_of(plan: list[TuckerRanks]) -> float:
+        return _plan_cost(prepared, plan)
 
     cheapest_plan = [layer.cheapest_ranks() for layer in prepared]
     worst = max(layer.squared_error(r) for layer, r in zip(prepared, cheapest_plan, strict=True))
@@ -267,13 +314,13 @@ def allocate_uniform_threshold(
         # Per mode, the smallest rank whose left-out energy is at most `left_out`, made
         # feasible as the seed's energy candidates are (the smallest change).
         raw = [max(1, int(np.searchsorted(-tails, -left_out))) for tails in layer.tails]
-        return make_feasible(raw, layer.geometry.tensor_shape)[0]
+        return layer.settled(make_feasible(raw, layer.geometry.tensor_shape)[0])
 
     def plan_at(left_out: float) -> list[TuckerRanks]:
         return [ranks_leaving(layer, left_out) for layer in prepared]
 
-    def cost_of(plan: list[TuckerRanks]) -> int:
-        return sum(int(layer.cost(r)) for layer, r in zip(prepared, plan, strict=True))
+    def cost_of(plan: list[TuckerRanks]) -> float:
+        return _plan_cost(prepared, plan)
 
     cheapest_plan = [layer.cheapest_ranks() for layer in prepared]
     plan = _bisect(plan_at, cost_of, budget, 0.0, 1.0, cheapest_plan)

@@ -16,13 +16,13 @@ with the fewest multiply-adds instead (docs/design.md, "Execution paths").
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from lightning_modules.tucker.geometry import ConvGeometry
-from lightning_modules.tucker.ops import PATHS, ConvPath, TuckerFactors
+from lightning_modules.tucker.ops import PATHS, ConvPath, Prepared, TuckerFactors
 
 # Timed repetitions per candidate after one warm-up round; the minimum is kept because noise
 # (other processes, frequency scaling) only ever adds time. A GPU call costs microseconds and
@@ -33,6 +33,9 @@ _choices: dict[tuple, str] = {}
 
 # What decides which kernels a call runs, besides the layer: see call_signature.
 CallSignature = tuple
+# A layer's cached `prepare` results by path name (a layer running without autograd builds its
+# kernels once, so only `run` is timed and paid per call).
+PreparedLookup = Callable[[str], Prepared]
 
 
 def clear_cache() -> None:
@@ -56,13 +59,16 @@ def autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
     return (True, torch.get_autocast_dtype(device_type))
 
 
-def call_signature(x: Tensor, factors: TuckerFactors, bias: Tensor | None) -> CallSignature:
-    """Everything about a call (beyond the layer itself) that changes which path is fastest."""
+def call_signature(
+    x: Tensor, factors: TuckerFactors, bias: Tensor | None, prepared: bool = False
+) -> CallSignature:
+    """Everything about a call (beyond the layer itself) that changes which path is fastest;
+    `prepared`: whether the layer's kernels are already built (a cached layer pays `run` only)."""
     with_backward = torch.is_grad_enabled() and (
         (bias is not None and bias.requires_grad) or any(f.requires_grad for f in factors)
     )
     device = x.device
-    return (x.shape, x.dtype, device, with_backward, autocast_state(device.type))
+    return (x.shape, x.dtype, device, with_backward, prepared, autocast_state(device.type))
 
 
 def _timed_call(
@@ -72,9 +78,11 @@ def _timed_call(
     bias: Tensor | None,
     geometry: ConvGeometry,
     with_backward: bool,
+    prepared: Prepared | None = None,
 ) -> float:
     """Seconds for one call (forward, or forward+backward), timed by CUDA events on a GPU
-    (device time, no host-side jitter) and by the wall clock elsewhere."""
+    (device time, no host-side jitter) and by the wall clock elsewhere. With `prepared`, only
+    the path's `run` on those weights is timed."""
     on_cuda = x.device.type == "cuda"
     if on_cuda:
         start_event = torch.cuda.Event(enable_timing=True)
@@ -82,7 +90,10 @@ def _timed_call(
         start_event.record()
     else:
         start = time.perf_counter()
-    out = path.forward(x, factors, bias, geometry)
+    if prepared is None:
+        out = path.forward(x, factors, bias, geometry)
+    else:
+        out = path.run(x, prepared, factors, bias, geometry)
     if with_backward:
         out.backward(torch.ones_like(out))
     if on_cuda:
@@ -110,8 +121,10 @@ def time_paths(
     factors: TuckerFactors,
     bias: Tensor | None,
     with_backward: bool,
+    prepared: PreparedLookup | None = None,
 ) -> dict[str, float]:
-    """Best-of-n seconds of every path on this input, in the caller's autocast state.
+    """Best-of-n seconds of every path on this input, in the caller's autocast state; with
+    `prepared` (no autograd), of each path's `run` on its already built weights.
 
     Timing runs on detached copies, so the layer's gradients and autograd graph are untouched.
     """
@@ -131,7 +144,8 @@ def time_paths(
     with torch.set_grad_enabled(with_backward):
         for run in range(timed_runs + 1):
             for name, path in PATHS.items():
-                seconds = _timed_call(path, probe_x, *probes[name], geometry, with_backward)
+                built = None if prepared is None else prepared(name)
+                seconds = _timed_call(path, probe_x, *probes[name], geometry, with_backward, built)
                 if run > 0:
                     timings[name] = min(timings[name], seconds)
     return timings
@@ -143,8 +157,10 @@ def choose_implementation(
     factors: TuckerFactors,
     bias: Tensor | None,
     local_choices: dict[CallSignature, str] | None = None,
+    prepared: PreparedLookup | None = None,
 ) -> str:
-    """The fastest path for this layer and input, timed on first use and cached.
+    """The fastest path for this layer and input, timed on first use and cached. `prepared`:
+    the layer's cached weights per path (it runs without autograd), whose `run` alone counts.
 
     `local_choices` is the calling layer's own memo, keyed by the call signature alone: a hit
     there costs one small tuple and one dict lookup, so dispatch stays in the microseconds
@@ -153,7 +169,7 @@ def choose_implementation(
     if torch.compiler.is_compiling() or x.device.type == "meta":
         # Nothing to time while tracing or on shape-only meta tensors.
         return cost_model_choice(geometry, tuple(factors.core.shape), x)
-    signature = call_signature(x, factors, bias)
+    signature = call_signature(x, factors, bias, prepared is not None)
     if local_choices is not None:
         choice = local_choices.get(signature)
         if choice is not None:
@@ -162,7 +178,7 @@ def choose_implementation(
     choice = _choices.get(key)
     if choice is None:
         with_backward = signature[3]
-        timings = time_paths(geometry, x, factors, bias, with_backward)
+        timings = time_paths(geometry, x, factors, bias, with_backward, prepared)
         choice = min(timings, key=timings.__getitem__)
         _choices[key] = choice
     if local_choices is not None:

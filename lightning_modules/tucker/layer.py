@@ -25,6 +25,7 @@ from lightning_modules.tucker.hooi import hooi
 from lightning_modules.tucker.ops import (
     IMPLEMENTATIONS,
     PATHS,
+    Prepared,
     TuckerFactors,
     path_flops,
     reconstruct_kernel,
@@ -89,6 +90,10 @@ class TuckerConv2d(nn.Module):
         self.reconstruction_error: float | None = None
         # This layer's own `auto` choices by call signature (autotune.choose_implementation).
         self._auto_choices: dict[autotune.CallSignature, str] = {}
+        # Without autograd (evaluation, inference) each path's weights are built once and kept
+        # until a parameter changes: see _prepared.
+        self._prepared_cache: dict[str, Prepared] = {}
+        self._prepared_key: tuple = ()
         self.reset_parameters()
 
     # nn.Conv2d-compatible attributes, so code that inspects convs keeps working.
@@ -166,14 +171,41 @@ class TuckerConv2d(nn.Module):
         """The full N x C x kh x kw kernel."""
         return reconstruct_kernel(self.factors, self.kernel_size)
 
+    def _parameters_key(self) -> tuple:
+        """Changes whenever a parameter does: an in-place update (optimiser step, copy_,
+        load_state_dict) bumps its version counter, a new tensor or a move (.to) its storage."""
+        return tuple(
+            (p._version, p.data_ptr(), p.device, p.dtype) for p in self.parameters(recurse=False)
+        )
+
+    def _prepared(self, name: str) -> Prepared:
+        """Path `name`'s weights (rebuilt or folded kernel, ...), built once per parameter
+        state. Only used without autograd: a kept tensor would cut the graph to the factors."""
+        key = self._parameters_key()
+        if key != self._prepared_key:
+            self._prepared_cache.clear()
+            self._prepared_key = key
+        prepared = self._prepared_cache.get(name)
+        if prepared is None:
+            prepared = PATHS[name].prepare(self.factors, self.geometry)
+            self._prepared_cache[name] = prepared
+        return prepared
+
     def forward(self, x: Tensor) -> Tensor:
         factors = self.factors
         implementation = self._implementation
+        # No cache under torch.compile (it traces the rebuild into the graph itself).
+        cached = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
         if implementation == "auto":
             implementation = autotune.choose_implementation(
-                self.geometry, x, factors, self.bias, self._auto_choices
-            )
-        return PATHS[implementation].forward(x, factors, self.bias, self.geometry)
+                self.geometry, x, factors, self.bias, self._auto_choices,
+                prepared=self._prepared if cached else None,
+            )  # fmt: skip
+        path = PATHS[implementation]
+        if cached:
+            prepared = self._prepared(implementation)
+            return path.run(x, prepared, factors, self.bias, self.geometry)
+        return path.forward(x, factors, self.bias, self.geometry)
 
     # ---- costs -------------------------------------------------------------------------------
 

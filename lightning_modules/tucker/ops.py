@@ -63,16 +63,51 @@ def _pointwise(x: Tensor, matrix: Tensor, bias: Tensor | None = None) -> Tensor:
     return F.conv2d(x, matrix[:, :, None, None], bias)
 
 
-def conv_reconstructed(
-    x: Tensor, factors: TuckerFactors, bias: Tensor | None, geometry: ConvGeometry
+# Every path is split in two: `prepare` builds what depends on the weights only (a rebuilt or
+# folded kernel, repeated filters), `run` applies it to an input. A layer that runs without
+# autograd caches what `prepare` built until its parameters change (layer.py), and the
+# inference form (lightning_modules/inference) turns it into plain modules' weights.
+Prepared = tuple[Tensor, ...]
+
+
+def prepare_reconstructed(factors: TuckerFactors, geometry: ConvGeometry) -> Prepared:
+    return (reconstruct_kernel(factors, geometry.kernel_size),)
+
+
+def run_reconstructed(
+    x: Tensor,
+    prepared: Prepared,
+    factors: TuckerFactors,
+    bias: Tensor | None,
+    geometry: ConvGeometry,
 ) -> Tensor:
-    """Rebuild W, then one dense convolution."""
-    kernel = reconstruct_kernel(factors, geometry.kernel_size)
+    """One dense convolution with the rebuilt W."""
+    (kernel,) = prepared
     return F.conv2d(x, kernel, bias, geometry.stride, geometry.padding, geometry.dilation)
 
 
-def conv_factorized(
-    x: Tensor, factors: TuckerFactors, bias: Tensor | None, geometry: ConvGeometry
+def prepare_factorized(factors: TuckerFactors, geometry: ConvGeometry) -> Prepared:
+    """The grouped conv's filters (the D' spatial filters, repeated for each of the C' maps)
+    and the tail's 1x1 matrices: U_N G_(1) when N' = N (one 1x1 instead of two), else G_(1)
+    and U_N."""
+    core, out_factor, _, spatial_factor = factors
+    out_rank, in_rank, spatial_rank = core.shape
+    kh, kw = geometry.kernel_size
+    # Output channel b*D' + k of the grouped conv is map b filtered by spatial filter k,
+    # matching core[a, b, k].
+    filters = spatial_factor.t().reshape(spatial_rank, 1, kh, kw).repeat(in_rank, 1, 1, 1)
+    core_unfolded = core.reshape(out_rank, in_rank * spatial_rank)
+    if out_rank == out_factor.shape[0]:
+        return (filters, out_factor @ core_unfolded)
+    return (filters, core_unfolded, out_factor)
+
+
+def run_factorized(
+    x: Tensor,
+    prepared: Prepared,
+    factors: TuckerFactors,
+    bias: Tensor | None,
+    geometry: ConvGeometry,
 ) -> Tensor:
     """Four cheap ops, never materialising W:
 
@@ -80,41 +115,51 @@ def conv_factorized(
     of U_D): C' -> C'*D'; 1x1 (G unfolded to N' x C'D'): -> N'; 1x1 (U_N): -> N, plus bias.
     With N' = N the last two 1x1s are merged (U_N G_(1) is N x C'D', cheaper than both).
     """
-    core, out_factor, in_factor, spatial_factor = factors
-    out_rank, in_rank, spatial_rank = core.shape
-    kh, kw = geometry.kernel_size
-    mixed = _pointwise(x, in_factor.t())
-    # Grouped conv, C' groups of one map each, every group with the same D' filters. Output
-    # channel b*D' + k is map b filtered by spatial filter k, matching core[a, b, k]. (Folding
-    # the C' maps into the batch instead measured 2-4x slower on CPU.)
-    filters = spatial_factor.t().reshape(spatial_rank, 1, kh, kw).repeat(in_rank, 1, 1, 1)
+    filters, *tail = prepared
+    in_rank = factors.core.shape[1]
+    mixed = _pointwise(x, factors.in_factor.t())
+    # Grouped conv, C' groups of one map each. (Folding the C' maps into the batch instead
+    # measured 2-4x slower on CPU.)
     spatial = F.conv2d(
         mixed, filters, None, geometry.stride, geometry.padding, geometry.dilation, in_rank
     )
-    core_unfolded = core.reshape(out_rank, in_rank * spatial_rank)
-    if out_rank == out_factor.shape[0]:
-        return _pointwise(spatial, out_factor @ core_unfolded, bias)
+    if len(tail) == 1:
+        return _pointwise(spatial, tail[0], bias)
+    core_unfolded, out_factor = tail
     return _pointwise(_pointwise(spatial, core_unfolded), out_factor, bias)
 
 
-def conv_folded(
-    x: Tensor, factors: TuckerFactors, bias: Tensor | None, geometry: ConvGeometry
-) -> Tensor:
-    """Tucker-2 execution: fold U_D into the core (an N' x C' x kh x kw kernel), then
-    1x1 (U_C^T) -> dense conv C' -> N' -> 1x1 (U_N). A full rank on either channel mode folds
-    that factor into the kernel too and drops its 1x1."""
+def folds(factors: TuckerFactors) -> tuple[bool, bool]:
+    """(C' = C, N' = N): a full rank on a channel mode folds that factor into the kernel of the
+    folded path and drops its 1x1."""
+    out_rank, in_rank, _ = factors.core.shape
+    return in_rank == factors.in_factor.shape[0], out_rank == factors.out_factor.shape[0]
+
+
+def prepare_folded(factors: TuckerFactors, geometry: ConvGeometry) -> Prepared:
+    """U_D folded into the core: an N' x C' x kh x kw kernel (with U_C, U_N folded in too when
+    their rank is full)."""
     core, out_factor, in_factor, spatial_factor = factors
-    out_channels, in_channels = out_factor.shape[0], in_factor.shape[0]
-    out_rank, in_rank, _ = core.shape
-    kernel = core @ spatial_factor.t()  # N' x C' x D: the spatial factor folded into the core
-    fold_in = in_rank == in_channels
-    fold_out = out_rank == out_channels
+    kernel = core @ spatial_factor.t()  # N' x C' x D
+    fold_in, fold_out = folds(factors)
     if fold_in:
         kernel = torch.einsum("abs,cb->acs", kernel, in_factor)
     if fold_out:
         kernel = torch.einsum("acs,na->ncs", kernel, out_factor)
-    kernel = kernel.reshape(kernel.shape[0], kernel.shape[1], *geometry.kernel_size)
-    hidden = x if fold_in else _pointwise(x, in_factor.t())
+    return (kernel.reshape(kernel.shape[0], kernel.shape[1], *geometry.kernel_size),)
+
+
+def run_folded(
+    x: Tensor,
+    prepared: Prepared,
+    factors: TuckerFactors,
+    bias: Tensor | None,
+    geometry: ConvGeometry,
+) -> Tensor:
+    """Tucker-2 execution: 1x1 (U_C^T) -> dense conv C' -> N' -> 1x1 (U_N)."""
+    (kernel,) = prepared
+    fold_in, fold_out = folds(factors)
+    hidden = x if fold_in else _pointwise(x, factors.in_factor.t())
     hidden = F.conv2d(
         hidden,
         kernel,
@@ -123,22 +168,34 @@ def conv_folded(
         geometry.padding,
         geometry.dilation,
     )
-    return hidden if fold_out else _pointwise(hidden, out_factor, bias)
+    return hidden if fold_out else _pointwise(hidden, factors.out_factor, bias)
+
+
+RunPath = Callable[[Tensor, Prepared, TuckerFactors, "Tensor | None", ConvGeometry], Tensor]
 
 
 class ConvPath(NamedTuple):
     """One way to execute a Tucker convolution, with its cost (cost.py)."""
 
-    forward: Callable[[Tensor, TuckerFactors, Tensor | None, ConvGeometry], Tensor]
+    prepare: Callable[[TuckerFactors, ConvGeometry], Prepared]
+    run: RunPath
     # Multiply-adds per image, and once per forward (the kernel rebuild of `reconstructed`).
     flops_per_image: Callable[[ConvGeometry, Sequence[int], tuple[int, int]], int]
     flops_per_call: Callable[[ConvGeometry, Sequence[int]], int]
 
+    def forward(
+        self, x: Tensor, factors: TuckerFactors, bias: Tensor | None, geometry: ConvGeometry
+    ) -> Tensor:
+        """conv2d(x, W) + bias, preparing from the factors on this very call."""
+        return self.run(x, self.prepare(factors, geometry), factors, bias, geometry)
+
 
 PATHS: dict[str, ConvPath] = {
-    "reconstructed": ConvPath(conv_reconstructed, reconstructed_flops, reconstruction_flops),
-    "factorized": ConvPath(conv_factorized, factorized_flops, no_flops_per_call),
-    "folded": ConvPath(conv_folded, folded_flops, no_flops_per_call),
+    "reconstructed": ConvPath(
+        prepare_reconstructed, run_reconstructed, reconstructed_flops, reconstruction_flops
+    ),
+    "factorized": ConvPath(prepare_factorized, run_factorized, factorized_flops, no_flops_per_call),
+    "folded": ConvPath(prepare_folded, run_folded, folded_flops, no_flops_per_call),
 }
 IMPLEMENTATIONS: tuple[str, ...] = tuple(PATHS)
 

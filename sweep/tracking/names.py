@@ -27,6 +27,43 @@ COST_METRICS = ("params", "flops", "compression")
 TEST_ACC_METRIC = "test_acc"
 # Budget mode: the allocator's estimate of the plan's largest relative Tucker error.
 ESTIMATED_ERROR_METRIC = "estimated_error"
+# Measured speed on the deployment device (config `deploy`), one metric per batch size B:
+# a trial's run holds its inference form's median latency, the dense reference's timed beside
+# it in the same process, and their ratio (the speed-up); the baseline run holds the dense
+# model's latency. `latency_ms` (at the first batch size) is what a searcher minimises.
+LATENCY_METRIC = "latency_ms"
+LATENCY_PREFIX = "latency_ms_b"
+DENSE_LATENCY_PREFIX = "dense_latency_ms_b"
+SPEEDUP_PREFIX = "speedup_b"
+# The deployment device of a sweep, as params of its parent run.
+DEPLOY_PARAMS = (
+    "deploy/device",
+    "deploy/device_name",
+    "deploy/threads",
+    "deploy/batch_sizes",
+    "deploy/dtype",
+)
+
+
+def latency_metric(batch: int) -> str:
+    return f"{LATENCY_PREFIX}{batch}"
+
+
+def dense_latency_metric(batch: int) -> str:
+    return f"{DENSE_LATENCY_PREFIX}{batch}"
+
+
+def speedup_metric(batch: int) -> str:
+    return f"{SPEEDUP_PREFIX}{batch}"
+
+
+def is_speed_metric(key: str) -> bool:
+    """Whether a trial's result key is one of the measured-speed figures above."""
+    return key == LATENCY_METRIC or key.startswith(
+        (LATENCY_PREFIX, DENSE_LATENCY_PREFIX, SPEEDUP_PREFIX)
+    )
+
+
 # Logged when a run ends (see layout.final_metrics).
 FINAL_METRICS = (
     *COST_METRICS,

@@ -28,6 +28,7 @@ from sweep.tracking.names import (
     SWEEP_TAG,
     TEST_ACC_METRIC,
     TRIAL_NAME_TAG,
+    is_speed_metric,
     trial_index,
 )
 from sweep.tracking.outbox import OUTAGE_ERRORS, MlflowOutbox, OutboxState
@@ -51,6 +52,7 @@ class TrialProgress:
     last_epoch: int = 0
     nodes: set[str] = field(default_factory=set)  # IPs of the nodes that ran it
     static_metrics: dict[str, float] = field(default_factory=dict)  # params, flops, compression
+    speed_logged: bool = False  # the measured speed (in every result) is logged once
 
 
 def trial_run_name(trial_name: str, compression: float | None) -> str:
@@ -171,6 +173,9 @@ class TrialRunsCallback(LoggerCallback):
             return  # an epoch re-run after a failure: its first report stays the record
         values = {key: result[key] for key in (*EPOCH_METRICS, TEST_ACC_METRIC) if key in result}
         values[SECONDS_METRIC] = result.get("time_total_s", math.nan)
+        if not progress.speed_logged:
+            values.update({key: value for key, value in result.items() if is_speed_metric(key)})
+            progress.speed_logged = True
         self.outbox.log_metrics(trial.trial_id, values, step=epoch)
         progress.epochs[epoch] = (
             float(values.get("val_acc", math.nan)),

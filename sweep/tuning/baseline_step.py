@@ -5,8 +5,9 @@ of trained again."""
 
 from __future__ import annotations
 
+import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import ray
@@ -14,6 +15,7 @@ import torch
 import yaml
 
 from lightning_modules.data import DataShape
+from lightning_modules.nets import ConvLayer
 from sweep.config import SweepConfig
 from sweep.seeding.baseline import (
     BaselineResult,
@@ -21,6 +23,12 @@ from sweep.seeding.baseline import (
     baseline_lr,
     pretrained_references,
     train_baseline,
+)
+from sweep.seeding.deployment import (
+    LATENCY_FILE,
+    DeploymentTiming,
+    device_name,
+    measure_deployment,
 )
 from sweep.seeding.seed import seed_from_baseline
 from sweep.tracking.layout import SweepTracking, finish_run, log_baseline_run
@@ -46,6 +54,29 @@ def train_baseline_on_ray(
     return ray.get(remote.remote(config, shape, baseline_epochs(config), config.max_t)), None
 
 
+def _timed_deployment(
+    config: SweepConfig,
+    shape: DataShape,
+    layers: Sequence[ConvLayer],
+    input_hw: Mapping[str, tuple[int, int]],
+) -> tuple[DeploymentTiming, str]:
+    """measure_deployment, and the name of the device it ran on."""
+    return measure_deployment(config, shape, layers, input_hw), device_name(config.deploy_device)
+
+
+def time_deployment_on_ray(
+    config: SweepConfig,
+    shape: DataShape,
+    layers: Sequence[ConvLayer],
+    input_hw: Mapping[str, tuple[int, int]],
+) -> tuple[DeploymentTiming, str]:
+    """The dense model's latency (and a latency budget's table) as a Ray task with a trial's
+    resources: timed where trials run, which has the deployment device when it is their GPU."""
+    resources = {"num_cpus": config.resources.cpu, "num_gpus": config.resources.gpu}
+    remote = ray.remote(**resources)(_timed_deployment)
+    return ray.get(remote.remote(config, shape, list(layers), dict(input_hw)))
+
+
 class BaselineStep:
     """Train (or, on resume, reload) the dense baseline and write the seed."""
 
@@ -59,10 +90,13 @@ class BaselineStep:
         tracking: SweepTracking,
         shape: DataShape,
         pretrained: dict[str, torch.Tensor] | None = None,
+        timed_layers: Sequence[ConvLayer] = (),
+        input_hw: Mapping[str, tuple[int, int]] | None = None,
     ) -> tuple[dict[str, torch.Tensor] | None, float | None]:
         """The baseline's weights after its first phase (for HOOI initialisation) and the
         reference's best validation accuracy. With `pretrained` weights (model.checkpoint)
-        the baseline is that model, evaluated, not trained."""
+        the baseline is that model, evaluated, not trained. The dense model is also timed on
+        the deployment device (and `timed_layers` for a latency budget's table)."""
         config = self.config
         if self.store.exists(BASELINE_WEIGHTS):
             self.progress("dense baseline: reusing the one trained before the interruption")
@@ -79,30 +113,68 @@ class BaselineStep:
                 f"{max(config.max_t, baseline_epochs(config))} in all for the reference"
             )
         baseline, finetuned = train_baseline_on_ray(config, shape, pretrained)
-        run_id = self._log(tracking, baseline, "baseline")
+        timing = self._time_deployment(tracking, shape, timed_layers, input_hw or {})
+        run_id = self._log(tracking, baseline, "baseline", timing.dense_metrics)
         self.progress(
             f"dense baseline: val_acc {baseline.val_acc:.4f}, test_acc {baseline.test_acc:.4f}"
         )
         if finetuned is not None:
-            finish_run(tracking.client, self._log(tracking, finetuned, FINETUNED_BASELINE_KIND))
+            finetuned_id = self._log(tracking, finetuned, FINETUNED_BASELINE_KIND,
+                                     timing.dense_metrics)  # fmt: skip
+            finish_run(tracking.client, finetuned_id)
             self.progress(
                 f"dense baseline fine-tuned: val_acc {finetuned.val_acc:.4f}, test_acc "
                 f"{finetuned.test_acc:.4f}"
             )
         if config.decomposition.seed:
             self._write_seed(tracking, run_id, shape, baseline)
+        if timing.table is not None:
+            self._write_table(tracking, run_id, timing.table)
         # Saved last: its presence means the baseline step is complete (see above).
         self.store.write_text(BASELINE_HISTORY, yaml.safe_dump(baseline.history))
         self.store.save_tensors(BASELINE_WEIGHTS, baseline.state_dict)
         finish_run(tracking.client, run_id)
         return baseline.state_dict, baseline.val_acc
 
-    def _log(self, tracking: SweepTracking, baseline: BaselineResult, kind: str) -> str:
+    def _time_deployment(
+        self,
+        tracking: SweepTracking,
+        shape: DataShape,
+        layers: Sequence[ConvLayer],
+        input_hw: Mapping[str, tuple[int, int]],
+    ) -> DeploymentTiming:
+        config = self.config
+        timed = layers if config.decomposition.budget_metric == "latency" else ()
+        self.progress(
+            f"deployment: timing the dense model on {config.deploy_device}"
+            + (f" and {len(timed)} layers for the latency table" if timed else "")
+        )
+        timing, name = time_deployment_on_ray(config, shape, timed, input_hw)
+        tracking.client.log_param(tracking.parent_run_id, "deploy/device_name", name)
+        return timing
+
+    def _write_table(self, tracking: SweepTracking, run_id: str, table: dict) -> None:
+        """latency.json beside seed.json (a resume reads it from there), and as an artifact
+        of the baseline run."""
+        text = json.dumps(table, indent=1)
+        self.store.write_text(LATENCY_FILE, text)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / LATENCY_FILE
+            path.write_text(text)
+            tracking.client.log_artifact(run_id, str(path))
+
+    def _log(
+        self,
+        tracking: SweepTracking,
+        baseline: BaselineResult,
+        kind: str,
+        speed_metrics: Mapping[str, float],
+    ) -> str:
         return log_baseline_run(
             tracking.client,
             tracking.experiment_id,
             baseline.history,
-            baseline.static_metrics(),
+            {**baseline.static_metrics(), **speed_metrics},
             self.config.stopping.target_accuracy,
             parent_run_id=tracking.parent_run_id,
             sweep_name=self.config.name,

@@ -5,6 +5,7 @@ report at the end (docs/design.md, "Data flow of a sweep")."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 import time
@@ -21,6 +22,7 @@ from ray import tune
 from torch import nn
 
 from lightning_modules.data import DataShape
+from lightning_modules.inference.latency_table import LatencyTable
 from lightning_modules.nets import (
     ConvLayer,
     conv_layers,
@@ -32,6 +34,7 @@ from sweep.builders import checkpoint_weights, dense_model, sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError
 from sweep.report.write import write_sweep_report
+from sweep.seeding.deployment import LATENCY_FILE, deploy_params
 from sweep.seeding.seed import SEED_FILE
 from sweep.seeding.seed_file import read_seed
 from sweep.space import RankSpace, build_rank_space, describe, per_layer_sizes, select_layers
@@ -206,8 +209,9 @@ class SweepLauncher:
         shared = without_tracking_credentials(config)
         with runs_ended_on_error(tracking):
             baseline_state, baseline_acc = BaselineStep(shared, self.store, self.progress).run(
-                tracking, inputs.shape, inputs.pretrained
-            )
+                tracking, inputs.shape, inputs.pretrained,
+                select_layers(config, inputs.layers), inputs.input_hw,
+            )  # fmt: skip
             space, unseeded = self._rank_space(inputs)
             setup = TrialSetup(shared, space, inputs.shape, baseline_state, self.trial_callbacks)
             results, finished, expected = self._fit(tracking, setup)
@@ -305,6 +309,11 @@ class SweepLauncher:
             "target_accuracy": config.stopping.target_accuracy,
             "resources/cpu": config.resources.cpu,
             "resources/gpu": config.resources.gpu,
+            **{
+                key: value
+                for key, value in deploy_params(config).items()
+                if key != "deploy/device_name"
+            },  # logged by the timing task, which knows it
             **(
                 {
                     "budget_metric": config.decomposition.budget_metric,
@@ -327,7 +336,10 @@ class SweepLauncher:
             with tempfile.TemporaryDirectory(prefix="tucker-sweep-") as folder:
                 seed = read_seed(self.store.copy_to(SEED_FILE, Path(folder) / SEED_FILE))
         seed_data = seed.seed_data() if seed is not None else None
-        space = build_rank_space(self.config, inputs.layers, seed_data, inputs.input_hw)
+        latency = None
+        if self.store.exists(LATENCY_FILE):
+            latency = LatencyTable.from_json(json.loads(self.store.read_text(LATENCY_FILE)))
+        space = build_rank_space(self.config, inputs.layers, seed_data, inputs.input_hw, latency)
         _, unseeded = per_layer_sizes(self.config, inputs.layers, seed_data)
         self.progress(f"rank space: {describe(space)}; per_layer unseeded: {unseeded:,} plans")
         return space, unseeded

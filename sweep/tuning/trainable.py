@@ -4,7 +4,8 @@ Everything the trial needs arrives through `tune.with_parameters` (Ray's object 
 reaches every node): the sweep config, its rank space, the dense baseline's weights for HOOI
 initialisation, and any extra Lightning callbacks the launcher was given. Trials report val_acc,
 val_loss, train_loss and train_acc once per epoch (EpochReport), a trial that runs to max_t also
-its test accuracy, and a restarted trial continues from its last checkpoint. Workers need no
+its test accuracy, and a restarted trial continues from its last checkpoint. Every report also
+carries the plan's measured speed on the deployment device (seeding.deployment). Workers need no
 MLflow access: the driver records everything.
 """
 
@@ -25,6 +26,7 @@ from lightning_modules.module import TuckerClassifier
 from lightning_modules.trainer import make_trainer
 from sweep.builders import classifier_options, prepare_data_once_per_node, sweep_datamodule
 from sweep.config import SweepConfig
+from sweep.seeding.deployment import trial_speed_metrics
 from sweep.space import RankSpace, TrialPlan
 from sweep.tuning.epoch_report import CHECKPOINT_FILE, EpochReport
 
@@ -61,8 +63,13 @@ def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
     datamodule = sweep_datamodule(config)
     prepare_data_once_per_node(datamodule)
     classifier = build_trial_classifier(setup, plan)
+    # Timed before training: speed depends on the plan's shapes, not on the weights, so every
+    # trial (ASHA's stopped ones too) reports it from its first epoch on, as a searcher
+    # minimising latency needs.
+    speed = trial_speed_metrics(config, setup.data_shape, classifier.model)
     best = BestValidationWeights()
-    report = EpochReport(best, classifier.cost_metrics(), config.training.checkpoint_every)
+    static_metrics = {**classifier.cost_metrics(), **speed}
+    report = EpochReport(best, static_metrics, config.training.checkpoint_every)
     callbacks = [best, report, *(make() for make in setup.trial_callbacks)]
     trainer = make_trainer(
         config.max_t, callbacks=callbacks, execution=config.training.execution_setup()

@@ -20,6 +20,7 @@ from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 
 from sweep.config import SearchRange, SweepConfig
 from sweep.space import RankSpace
+from sweep.tracking.names import LATENCY_METRIC
 from sweep.trial_params import (
     COMPRESSION_KEY,
     INIT_KEY,
@@ -86,7 +87,9 @@ def searcher(config: SweepConfig) -> SearchAlgorithm | Searcher:
         if len(objectives) == 1:
             return OptunaSearch(metric="val_acc", mode="max", seed=config.search.seed)
         modes = ["max", *("min" for _ in objectives[1:])]
-        return OptunaSearch(metric=list(objectives), mode=modes, seed=config.search.seed)
+        # Each objective is a metric of every result; `latency` is the measured latency_ms.
+        metrics = [LATENCY_METRIC if name == "latency" else name for name in objectives]
+        return OptunaSearch(metric=metrics, mode=modes, seed=config.search.seed)
     return BasicVariantGenerator(random_state=config.search.seed)
 
 
