@@ -24,7 +24,7 @@ from lightning_modules.ranks.allocation import (
     allocate_uniform_threshold,
 )
 from lightning_modules.tucker import TuckerRanks, ranks_from_spec
-from sweep.config import SweepConfig
+from sweep.config import SearchRange, SweepConfig
 from sweep.errors import ConfigError
 from sweep.trial_params import (
     COMPRESSION_KEY,
@@ -88,6 +88,10 @@ class TrialPlan:
     estimated_error: float | None = None
 
 
+# A cut latency range still spans at least this factor, so trials differ.
+LATENCY_RANGE_MIN_SPAN = 1.5
+
+
 @dataclass(frozen=True)
 class BudgetAllocation:
     """The allocator a budget-mode space turns a compression target into ranks with."""
@@ -99,6 +103,24 @@ class BudgetAllocation:
     def allocate(self, target: float) -> Allocation:
         allocate = allocate_minimax if self.allocator == "minimax" else allocate_uniform_threshold
         return allocate(self.layers, target, self.metric)  # type: ignore[arg-type]
+
+    def reachable(self) -> float:
+        """The largest compression any plan reaches: that of the cheapest plan (rank 1, or
+        dense where even rank 1 does not pay)."""
+        return self.allocate(1e12).compression  # a target no plan meets: the cheapest plan
+
+    def searched_range(self, wanted: SearchRange) -> SearchRange | float:
+        """The range of targets trials sample. A latency budget's is cut at what the latency
+        table says is reachable: above it every target gets the same cheapest plan, and the
+        trials would all train one network. Params and FLOPs ranges stay as given."""
+        if self.metric != "latency":
+            return wanted
+        reachable = self.reachable()
+        if reachable <= 1.0 + 1e-9:
+            return 1.0  # no layer runs faster decomposed: every plan is the dense network
+        high = min(wanted.high, reachable)
+        low = min(wanted.low, high / LATENCY_RANGE_MIN_SPAN)
+        return SearchRange(low=max(low, 1.0), high=high, log=wanted.log)
 
 
 @dataclass(frozen=True)
@@ -220,8 +242,14 @@ def describe(space: RankSpace) -> str:
     """One line on the size of the space, for progress messages."""
     if space.budget is not None:
         budget = space.budget
-        return (
+        text = (
             f"a compression target per trial, {budget.allocator} allocation of "
             f"{budget.metric} over {len(space.layers)} layers"
         )
+        if budget.metric == "latency":
+            text += (
+                f" (the latency table's fastest plan: {budget.reachable():.2f}x the dense "
+                "convs' speed)"
+            )
+        return text
     return f"{space.size():,} plans" + (" (seeded)" if space.seeded else "")

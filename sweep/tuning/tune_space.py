@@ -52,7 +52,10 @@ def param_space(config: SweepConfig, space: RankSpace) -> dict[str, Any]:
     grid = config.search.algorithm == "grid"
     params: dict[str, Any] = {}
     if space.mode == "budget":
-        params[COMPRESSION_KEY] = _sampled(config.decomposition.compression, grid)
+        targets = config.decomposition.compression
+        if isinstance(targets, SearchRange) and space.budget is not None:
+            targets = space.budget.searched_range(targets)
+        params[COMPRESSION_KEY] = _sampled(targets, grid)
     elif space.mode == "ratio":
         for key, choices in zip(RATIO_KEYS, space.ratio_choices, strict=True):
             params[key] = _categorical(choices, grid)
