@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from lightning_modules.data import DataShape
-from lightning_modules.nets import conv_layers
+from lightning_modules.nets import conv_layers, input_sizes
 from lightning_modules.ranks import candidate_ranks
 from sweep.builders import checkpoint_weights, dense_model, sweep_datamodule
 from sweep.config import SweepConfig
@@ -22,9 +24,10 @@ from sweep.seeding.baseline import (
     pretrained_baseline,
     train_baseline,
 )
+from sweep.seeding.deployment import LATENCY_FILE, dense_latency_metrics, latency_table
 from sweep.seeding.seed_file import SeedFile, build_seed, write_seed
 from sweep.seeding.spectrum_plot import plot_spectra
-from sweep.space import per_layer_sizes
+from sweep.space import per_layer_sizes, select_layers
 from sweep.stop_signals import (
     StopRequested,
     StopSignals,
@@ -90,6 +93,17 @@ def seed_from_baseline(
     return SeedArtifacts(seed, seed_path, plot_path)
 
 
+def _write_latency_table(
+    config: SweepConfig, model: nn.Module, shape: DataShape, out_dir: Path
+) -> Path:
+    """latency.json beside seed.json: the decomposed convs timed on this host."""
+    layers = select_layers(config, conv_layers(model))
+    table = latency_table(config, layers, input_sizes(model, shape.input_shape, nn.Conv2d))
+    path = out_dir / LATENCY_FILE
+    table.save(path)
+    return path
+
+
 @dataclass(frozen=True)
 class SeedOutcome:
     artifacts: SeedArtifacts
@@ -131,6 +145,8 @@ def _seed(
     if checkpoint is not None:
         # The checkpoint's accuracy on this data (it has no training history here).
         baseline.history = [{"epoch": 0, **evaluate_baseline(baseline, datamodule)}]
+    # The dense model's latency on the deployment device, here (no Ray: this host).
+    speed = dense_latency_metrics(config, shape)
     run_id = None
     try:
         # Held off while the run is created and its history logged: a stop there would leave
@@ -140,7 +156,7 @@ def _seed(
                 client,
                 experiment_id,
                 [row for row in baseline.history if row["epoch"] > 0],
-                baseline.static_metrics(),
+                {**baseline.static_metrics(), **speed},
                 config.stopping.target_accuracy,
             )
         artifacts = seed_from_baseline(
@@ -149,6 +165,9 @@ def _seed(
         )  # fmt: skip
         for path in (artifacts.seed_path, artifacts.plot_path):
             client.log_artifact(run_id, str(path))
+        if config.decomposition.budget_metric == "latency":
+            table_path = _write_latency_table(config, baseline.classifier().model, shape, out_dir)
+            client.log_artifact(run_id, str(table_path))
         client.set_terminated(run_id, status="FINISHED")
     except BaseException as error:
         if run_id is not None:
