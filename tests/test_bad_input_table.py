@@ -136,6 +136,10 @@ CASES = [
     (sweep({"decomposition.seed_epochs": 10**9}), LAUNCH,
      "decomposition.seed_epochs: Input should be less than or equal to"),
     # A 300-character name failed as a folder name once the sweep's MLflow run existed.
+    (sweep({"deploy.device": "cuda"}), LAUNCH, "deploy.device: cuda needs trials on GPUs"),
+    (sweep({"deploy.batch_sizes": []}), LAUNCH, "deploy.batch_sizes: List should have at least 1"),
+    (sweep({"deploy.threads": 0}), LAUNCH, "deploy.threads: Input should be greater than or equal"),
+    (sweep({"decomposition.budget_metric": "joules"}), LAUNCH, "decomposition.budget_metric:"),
     (sweep({"name": LONG_NAME}), LAUNCH, "name: String should have at most 100 characters"),
     (sweep({}), [*LAUNCH, "--name", LONG_NAME], "--name: String should have at most 100"),
     (nothing, ["launch", "--resume", LONG_NAME], "is not a sweep name (up to 100 letters"),
