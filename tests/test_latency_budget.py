@@ -95,8 +95,8 @@ def _one_by_one_heavy_net() -> list[LayerSpectra]:
         geometry = ConvGeometry.of(c, n, k, padding=k // 2)
         model = _latency_model(n, c, dense_ms, chain_ms)
         if k == 1:  # a floor: three kernel launches cost more than one
-            model = LayerLatency(dense_ms, model.out_ranks, model.in_ranks,
-                                 [[max(v, 1.1) for v in row] for row in model.folded_ms])  # fmt: skip
+            floored = [[max(v, 1.1) for v in row] for row in model.folded_ms]
+            model = LayerLatency(dense_ms, model.out_ranks, model.in_ranks, floored)
         spectra = mode_spectra(_kernel((n, c, k, k), len(layers)))
         layers.append(LayerSpectra(name, geometry, spectra, (8, 8), model))
     return layers

@@ -12,6 +12,7 @@ from lightning_modules.nets import (
     decompose,
     model_cost,
     rank_plan_of,
+    skipped_convs,
     uniform_plan,
 )
 from lightning_modules.tucker import TuckerConv2d
@@ -87,3 +88,43 @@ def test_model_cost_dense_and_decomposed():
     assert tucker.dense_params == dense.params and tucker.dense_flops == dense.flops
     assert tucker.params == sum(p.numel() for p in model.parameters()) < dense.params
     assert tucker.compression > 2 and tucker.flops_reduction > 1.5
+
+
+def test_mobilenet_keeps_depthwise_convs_dense_and_trains_a_step():
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v2_small", 3, 10, width=8)
+    decomposable = [layer.name for layer in conv_layers(model)]
+    depthwise = skipped_convs(model)
+    assert depthwise and all(name.endswith(".depthwise") for name in depthwise)
+    assert not set(depthwise) & set(decomposable)
+    for name in depthwise:
+        conv = model.get_submodule(name)
+        assert conv.groups == conv.in_channels == conv.out_channels
+        with pytest.raises(ValueError, match="groups=1 only"):
+            TuckerConv2d.from_conv(conv, 0.5)
+    # Past the 3x3 stem, every decomposable conv is a 1x1 (expand or project).
+    assert decomposable[0] == "stem.conv"
+    assert all(layer.shape[2:] == (1, 1) for layer in conv_layers(model)[1:])
+    decompose(model, uniform_plan(model, 0.5), init="hooi")
+    assert set(rank_plan_of(model)) == set(decomposable[1:])
+    assert all(isinstance(model.get_submodule(name), torch.nn.Conv2d) for name in depthwise)
+
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model.train()(x), y)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_mobilenet_residual_only_where_shapes_match_and_bad_options():
+    model = build_model("mobilenet_v2_small", 1, 10, width=4, blocks_per_stage=3)
+    residual = {name for name, m in model.named_modules() if getattr(m, "residual", False)}
+    assert residual == {"stage1.block1", "stage2.block2", "stage2.block3", "stage3.block2",
+                        "stage3.block3"}  # fmt: skip
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(UnknownModelError, match="expansion must be a whole number"):
+        build_model("mobilenet_v2_small", 3, 10, expansion=0)

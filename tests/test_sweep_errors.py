@@ -65,7 +65,7 @@ def test_a_bad_config_through_the_console_script_is_one_line_and_exit_2(tmp_path
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "tucker-sweep: error: unknown model 'vgg99'; known models: vgg_small, resnet8, resnet20, "
-        "resnet32"
+        "resnet32, mobilenet_v2_small"
     ]
     assert not (tmp_path / "mlflow.db").exists()
 

@@ -5,7 +5,7 @@
     decompose(model, plan, init="hooi")           # convs replaced by TuckerConv2d in place
     model_cost(model, (1, 8, 8)).compression      # dense-equivalent params / actual params
 
-One family of networks per file (vgg.py, resnet.py); registry.py names them.
+One family of networks per file (vgg.py, resnet.py, mobilenet.py); registry.py names them.
 """
 
 from lightning_modules.nets.decompose import (

@@ -9,6 +9,7 @@ import psutil
 import torch
 from torch import nn
 
+from lightning_modules.nets.mobilenet import MobileNetV2Small
 from lightning_modules.nets.options import echo, one_line
 from lightning_modules.nets.resnet import CifarResNet
 from lightning_modules.nets.user_models import UnknownModelError, from_factory, from_torchvision
@@ -21,6 +22,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet8": partial(CifarResNet, blocks_per_stage=1),
     "resnet20": partial(CifarResNet, blocks_per_stage=3),
     "resnet32": partial(CifarResNet, blocks_per_stage=5),
+    "mobilenet_v2_small": MobileNetV2Small,
 }
 
 
