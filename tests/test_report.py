@@ -19,10 +19,18 @@ import pytest
 from matplotlib import image as mpimg
 from mlflow.tracking import MlflowClient
 from support.cli import run_cli, run_cli_in_process
-from support.report_store import EXPERIMENT, SWEEP, free_port, handmade_store, shared_sweep
+from support.report_store import (
+    CPU_DEPLOY,
+    EXPERIMENT,
+    SWEEP,
+    free_port,
+    handmade_store,
+    shared_sweep,
+)
 
 from sweep.report.ranking import pareto_front
-from sweep.report.schema import report_json_schema
+from sweep.report.schema import SCHEMA_VERSION, Report, report_json_schema
+from sweep.report.terminal import trials_table
 from sweep.tracking.driver import DRIVER_TAG, driver_identity
 
 SCHEMA_FILE = Path(__file__).parents[1] / "sweep" / "report" / "schema.json"
@@ -80,7 +88,7 @@ def test_report_agrees_with_the_raw_runs(sweep, json_report):
     finished = [t for t in trials if t.data.tags["tucker_sweep.stop_reason"] != "failed"]
     metrics = {t.info.run_id: t.data.metrics for t in finished}
 
-    assert report["schema_version"] == 3
+    assert report["schema_version"] == SCHEMA_VERSION == 4
     assert [row["role"] for row in report["dense"]] == ["trained"]
     assert report["sweep"]["name"] == SWEEP and not report["sweep"]["partial"]
     max_t = int(parent.data.params["max_t"])
@@ -241,9 +249,10 @@ def _colour_pixels(image: np.ndarray, rgb: tuple[int, int, int], tolerance: int 
 def test_html_report_renders_in_headless_chromium(sweep, json_report, tmp_path):
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.skip(f"{CHROMIUM} is not installed (scripts/ensure-chromium.sh installs it)")
-    _, out = json_report
+    report, out = json_report
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
+    # Three plots, and a fourth (speed) when the sweep measured speed.
+    assert html.count("data:image/png;base64,") == len(report["plots"]) >= 3
     assert "http://" not in html and "https://" not in html, "the report must fetch nothing"
     shot = tmp_path / "shot.png"
     command = [
@@ -499,3 +508,139 @@ def test_a_pretrained_sweep_has_two_dense_rows_and_the_better_one_is_the_referen
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| given model | given model fine-tuned |" in markdown
     assert "use the better of the two by val acc" in markdown
+
+
+# ---- measured speed ------------------------------------------------------------------------------
+
+
+def _speed_trials() -> dict[str, dict]:
+    """Trials where the smallest plan within tolerance, the fastest one and the fastest of all
+    differ (the dense reference: val acc 0.96, support.report_store)."""
+    trials = {
+        "small": _trial((4, 4, 2), [0.8, 0.957]),  # 400 params: the fewest within tolerance
+        "fast": _trial((8, 8, 3), [0.9, 0.958]),  # 800 params: the fastest within tolerance
+        "quickest": _trial((2, 2, 1), [0.7, 0.94]),  # 2 pt below dense: out of tolerance
+        "unmeasured": _trial((6, 6, 3), [0.7, 0.962]),  # never reported a speed
+    }
+    trials["small"]["speed"] = {1: (1.0, 1.2), 64: (20.0, 60.0)}  # 1.2x at 1, 3x at 64
+    trials["fast"]["speed"] = {1: (0.5, 1.05), 64: (40.0, 60.0)}  # 2.1x at 1, 1.5x at 64
+    trials["quickest"]["speed"] = {1: (0.25, 1.0), 64: (10.0, 60.0)}  # 4x at 1
+    # The brief's figures: 10.4x fewer parameters, 8.6x fewer FLOPs than dense (200,000).
+    trials["fast"]["metrics"].update(compression=10.4, flops=23256)
+    return trials
+
+
+def _report(uri: str, folder: Path, capfd, *flags: str) -> dict:
+    result = run_cli_in_process("report", "--format", "json", "--tracking-uri", uri,
+                                "--experiment", EXPERIMENT, "--no-log", "--out", str(folder),
+                                *flags, cwd=folder, capfd=capfd)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    jsonschema.validate(report, json.loads(SCHEMA_FILE.read_text()))
+    return report
+
+
+def _trial_named(report: dict, name: str) -> dict:
+    return next(t for t in report["trials"] if t["trial_name"] == name)
+
+
+def test_minimise_latency_recommends_the_fastest_plan_within_tolerance(tmp_path, capfd):
+    trials = _speed_trials()
+    uri = handmade_store(tmp_path, list(trials.values()), deploy=CPU_DEPLOY,
+                         dense_latency={1: 1.1, 64: 55.0})  # fmt: skip
+    index = {name: f"run_trial_abcde_{i:05d}" for i, name in enumerate(trials)}
+    assert json.loads(SCHEMA_FILE.read_text()) == report_json_schema(), (
+        "regenerate it: python scripts/write-report-schema.py"
+    )
+
+    by_params = _report(uri, tmp_path, capfd)["recommended"]
+    assert by_params["trial"]["trial_name"] == index["small"]
+    report = _report(uri, tmp_path, capfd, "--minimise", "latency")
+    chosen = report["recommended"]
+    # Not the smallest (small), not the fastest at batch 64 (small), not the fastest of all
+    # (quickest, out of tolerance), not the unmeasured one.
+    assert chosen["trial"]["trial_name"] == index["fast"]
+    assert chosen["criteria"]["minimise"] == "latency" and chosen["within_tolerance"] == 3
+    assert "highest measured speed-up at batch 1" in chosen["note"]
+    fast = _trial_named(report, index["fast"])
+    assert fast["latency_ms"] == {"1": 0.5, "64": 40.0}
+    assert fast["speedup"] == pytest.approx({"1": 2.1, "64": 1.5})
+    assert _trial_named(report, index["unmeasured"])["speedup"] is None
+    # The speed front, fastest first: quickest (4x), then fast (2.1x, more accurate); small is
+    # slower and less accurate than fast, and unmeasured has no speed.
+    assert report["pareto_speedup"] == [
+        _trial_named(report, index[name])["run_id"] for name in ("quickest", "fast")
+    ]
+    assert [t["trial_name"] for t in report["trials"] if t["on_pareto_speedup"]] == [
+        index["fast"], index["quickest"]
+    ]  # fmt: skip
+    assert report["deploy"] == {"device": "cpu", "device_name": "AMD EPYC 7B13", "threads": 1,
+                                "batch_sizes": [1, 64], "dtype": "float32"}  # fmt: skip
+    assert [row["latency_ms"] for row in report["dense"]] == [{"1": 1.1, "64": 55.0}]
+    assert report["plots"]["speed"] == "speed.png" and (tmp_path / "speed.png").is_file()
+
+    markdown = (tmp_path / "report.md").read_text()
+    trials_header = next(
+        line for line in markdown.splitlines() if line.startswith("| trial | status")
+    )
+    assert trials_header.endswith("| epochs run | speed-up |")
+    fast_row = next(line for line in markdown.splitlines() if line.startswith("| 00001 ▲ |"))
+    assert fast_row.endswith("| 2.10x |")
+    # Dense, the best trial (unmeasured) and the recommended one (fast).
+    assert "| latency, batch 1 | 1.1 ms | – | 0.5 ms |" in markdown
+    assert "## Pareto front: accuracy against measured speed-up (batch 1)" in markdown
+    table = trials_table(Report.model_validate(report))
+    assert [column.header for column in table.columns][-1] == "speed"
+
+
+def test_the_headline_names_the_measured_device_threads_and_batch(tmp_path, capfd):
+    uri = handmade_store(tmp_path, list(_speed_trials().values()), deploy=CPU_DEPLOY)
+    report = _report(uri, tmp_path, capfd, "--minimise", "latency")
+    assert report["headline"] == (
+        "10.4x fewer params, 8.6x fewer FLOPs, 2.1x faster "
+        "(measured: CPU AMD EPYC 7B13, 1 thread, batch 1)"
+    )
+    headline = (tmp_path / "report.md").read_text().split("## Headline", 1)[1].split("\n## ")[0]
+    assert report["headline"] in headline and "Measured speed" in headline
+
+    # A plan slower than dense, timed on a GPU (where CPU threads say nothing): said so.
+    slower = tmp_path / "slower"
+    slower.mkdir()
+    trial = _trial((4, 4, 2), [0.8, 0.957])
+    trial["speed"] = {8: (1.25, 1.0)}
+    gpu = {**CPU_DEPLOY, "deploy/device": "cuda", "deploy/device_name": "NVIDIA H200",
+           "deploy/batch_sizes": "8"}  # fmt: skip
+    uri = handmade_store(slower, [trial], deploy=gpu)
+    assert _report(uri, slower, capfd)["headline"] == (
+        "12.5x fewer params, 25.0x fewer FLOPs, "
+        "0.8x the dense speed (slower; measured: GPU NVIDIA H200, batch 8)"
+    )
+
+
+def test_a_sweep_without_speed_measurements_still_reports(tmp_path, capfd):
+    trials = _speed_trials()
+    for trial in trials.values():
+        trial.pop("speed", None)
+    uri = handmade_store(tmp_path, list(trials.values()))  # no deploy/* params either
+    index = {name: f"run_trial_abcde_{i:05d}" for i, name in enumerate(trials)}
+    report = _report(uri, tmp_path, capfd)
+    assert report["schema_version"] == 4
+    assert report["deploy"] is None and report["pareto_speedup"] == []
+    assert report["headline"] == "12.5x fewer params, 25.0x fewer FLOPs"  # nothing on speed
+    for trial in report["trials"]:
+        assert trial["latency_ms"] is None and trial["speedup"] is None
+        assert not trial["on_pareto_speedup"]
+    assert report["dense"][0]["latency_ms"] is None
+    assert "speed" not in report["plots"] and not (tmp_path / "speed.png").exists()
+    markdown = (tmp_path / "report.md").read_text()
+    for absent in ("speed-up", "latency", "Measured speed", "measured:", "▲"):
+        assert absent not in markdown, absent
+    (line,) = [line for line in markdown.splitlines() if line.startswith("- **In one line**")]
+    assert line.endswith(": 12.5x fewer params, 25.0x fewer FLOPs."), line
+    assert [column.header for column in trials_table(Report.model_validate(report)).columns][
+        -1
+    ] == "ep"
+    # Ranked by a speed nobody measured: the best val acc within tolerance, and said so.
+    by_latency = _report(uri, tmp_path, capfd, "--minimise", "latency")["recommended"]
+    assert by_latency["trial"]["trial_name"] == index["unmeasured"]
+    assert by_latency["note"].startswith("no speed was measured: the best val acc among")

@@ -1,6 +1,6 @@
 """A sweep's best-rank report as data, from its MLflow runs: the trials, the best trial and the
-recommended rank plan, Pareto fronts of accuracy against parameters and FLOPs, the dense
-baseline side by side, convergence to the target accuracy, ASHA's saving.
+recommended rank plan, Pareto fronts of accuracy against parameters, FLOPs and measured
+speed-up, the dense baseline side by side, convergence to the target accuracy, ASHA's saving.
 
     report = build_report(client, runs)      # runs: sweep.tracking.sweep_runs.load_sweep(...)
     report.best.ranks, report.recommended.trial
@@ -20,13 +20,14 @@ from mlflow.tracking import MlflowClient
 from sweep.errors import ReportError
 from sweep.report.convergence import convergence
 from sweep.report.ranking import is_finished, pareto_front, ranking_key
-from sweep.report.recommend import recommend
+from sweep.report.recommend import headline, recommend
 from sweep.report.schema import (
     DENSE_LABELS,
     AshaSaving,
     BaselineEntry,
     Criteria,
     Curve,
+    DeployInfo,
     Report,
     SweepInfo,
     TrialEntry,
@@ -34,7 +35,9 @@ from sweep.report.schema import (
 from sweep.tracking.convergence import convergence_metrics
 from sweep.tracking.names import (
     ESTIMATED_ERROR_METRIC,
+    LATENCY_PREFIX,
     SECONDS_METRIC,
+    SPEEDUP_PREFIX,
     TEST_ACC_METRIC,
     TRIAL_ID_TAG,
     trial_index,
@@ -71,6 +74,32 @@ def _float_param(params: dict[str, str], key: str) -> float | None:
     except (KeyError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _by_batch(run: RunRecord, prefix: str) -> dict[str, float] | None:
+    """Batch size -> the run's `<prefix><batch>` metric, by batch size; None when it has none
+    (a sweep from before speed was measured, a trial that never reported)."""
+    found = {
+        int(key.removeprefix(prefix)): run.metric(key)
+        for key in run.metrics
+        if key.startswith(prefix) and key.removeprefix(prefix).isdigit()
+    }
+    measured = {batch: value for batch, value in sorted(found.items()) if value is not None}
+    return {str(batch): value for batch, value in measured.items()} or None
+
+
+def _deploy(params: dict[str, str]) -> DeployInfo | None:
+    """The device the sweep timed its models on, from the parent's deploy/* params."""
+    if "deploy/device" not in params:
+        return None
+    sizes = params.get("deploy/batch_sizes", "").split(",")
+    return DeployInfo(
+        device=params["deploy/device"],
+        device_name=params.get("deploy/device_name"),
+        threads=_rounded(_float_param(params, "deploy/threads")),
+        batch_sizes=[int(size) for size in sizes if size.strip().isdigit()],
+        dtype=params.get("deploy/dtype"),
+    )
 
 
 @dataclass(frozen=True)
@@ -111,7 +140,10 @@ def _figures(client: MlflowClient, run: RunRecord, target: float | None) -> _Tri
 
 
 def _trial_entry(
-    run: RunRecord, figures: _TrialFigures, baseline_flops: int | None, fronts: tuple[set, set]
+    run: RunRecord,
+    figures: _TrialFigures,
+    baseline_flops: int | None,
+    fronts: tuple[set, set, set],
 ) -> TrialEntry:
     params, flops = _rounded(run.metric("params")), _rounded(run.metric("flops"))
     ratios = {
@@ -142,6 +174,9 @@ def _trial_entry(
         estimated_error=run.metric(ESTIMATED_ERROR_METRIC),
         on_pareto_params=run.run_id in fronts[0],
         on_pareto_flops=run.run_id in fronts[1],
+        latency_ms=_by_batch(run, LATENCY_PREFIX),
+        speedup=_by_batch(run, SPEEDUP_PREFIX),
+        on_pareto_speedup=run.run_id in fronts[2],
     )
 
 
@@ -192,6 +227,7 @@ def _baseline_entry(run: RunRecord | None, role: str) -> BaselineEntry | None:
         seconds_to_target=run.metric("seconds_to_target"),
         epochs_run=_rounded(run.metric("epochs_run")),
         wall_seconds=run.metric("wall_seconds"),
+        latency_ms=_by_batch(run, LATENCY_PREFIX),
     )
 
 
@@ -242,14 +278,29 @@ def _sweep_info(runs: SweepRuns, layers: list[str]) -> SweepInfo:
     )
 
 
+def _speed_front(finished: list[TrialEntry], batch: int | None) -> list[str]:
+    """Run ids on the front of val acc against measured speed-up at `batch`, fastest first:
+    a higher speed-up is better, so it enters the front as a cost of minus the speed-up."""
+    points = [
+        (e.run_id, -(e.speedup_at(batch) or 0.0), e.best_val_acc or 0.0)
+        for e in finished
+        if e.speedup_at(batch) is not None
+    ]
+    return pareto_front(points)
+
+
 def _trial_entries(
-    client: MlflowClient, runs: SweepRuns, baseline_flops: int | None, target: float | None
+    client: MlflowClient,
+    runs: SweepRuns,
+    baseline_flops: int | None,
+    target: float | None,
+    speed_batch: int | None,
 ) -> list[TrialEntry]:
     """Every trial, best first, marked where it is on the Pareto fronts of the finished ones.
     ReportError when every trial failed."""
     figures = {run.run_id: _figures(client, run, target) for run in runs.trials}
     provisional = [
-        _trial_entry(run, figures[run.run_id], baseline_flops, (set(), set()))
+        _trial_entry(run, figures[run.run_id], baseline_flops, (set(), set(), set()))
         for run in runs.trials
     ]
     if all(entry.status == "failed" for entry in provisional):
@@ -265,6 +316,7 @@ def _trial_entries(
                 [(e.run_id, e.flops, e.best_val_acc) for e in finished if e.flops is not None]
             )
         ),
+        set(_speed_front(finished, speed_batch)),
     )
     return sorted(
         (_trial_entry(run, figures[run.run_id], baseline_flops, fronts) for run in runs.trials),
@@ -301,12 +353,16 @@ def build_report(
 ) -> Report:
     """The report of the sweep's runs. ReportError when every trial failed."""
     target = _float_param(runs.parent.params, "target_accuracy")
+    deploy = _deploy(runs.parent.params)
+    speed_batch = deploy.first_batch if deploy else None
     dense = _dense_rows(runs)
     baseline = reference_row(dense)
-    entries = _trial_entries(client, runs, baseline.flops if baseline else None, target)
+    flops = baseline.flops if baseline else None
+    entries = _trial_entries(client, runs, flops, target, speed_batch)
     finished = [entry for entry in entries if _is_finished(entry)]
     best = finished[0] if finished else None
     layers = sorted({layer for entry in entries for layer in entry.ranks}, key=natural_key)
+    recommended = recommend(finished, criteria, baseline, speed_batch)
     return Report(
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         sweep=_sweep_info(runs, layers),
@@ -315,9 +371,12 @@ def build_report(
         trials=entries,
         counts=dict(sorted(Counter(entry.status for entry in entries).items())),
         best=best,
-        recommended=recommend(finished, criteria, baseline),
+        recommended=recommended,
         pareto_params=_front(finished, "params"),
         pareto_flops=_front(finished, "flops"),
+        pareto_speedup=_speed_front(finished, speed_batch),
+        deploy=deploy,
+        headline=headline(recommended.trial, deploy),
         convergence=convergence(finished, baseline, target, best),
         asha=_asha(runs, entries),
         curves=_curves(client, dense, finished, top_curves),

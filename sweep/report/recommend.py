@@ -1,11 +1,13 @@
-"""The recommendation: the smallest plan that keeps the dense reference's accuracy.
+"""The recommendation: the smallest (or fastest) plan that keeps the dense reference's
+accuracy, and the report's one-line headline about it.
 
 Among the finished trials that meet the budget criteria (`--budget`, `--min-compression`), the
-one with the fewest parameters (or FLOPs, `--minimise flops`) whose validation accuracy is
-within `--max-drop` points of the dense reference's; ties go to the higher accuracy. Validation
-accuracy selects; the trial's test accuracy, reported beside it, judges the choice. From
-model.checkpoint the reference is the better (by val acc) of the given model as it is and the
-given model fine-tuned with a trial's budget (build.reference_row).
+one with the fewest parameters (or FLOPs, `--minimise flops`; or the highest measured speed-up
+at the first deployment batch size, `--minimise latency`, unmeasured trials last) whose
+validation accuracy is within `--max-drop` points of the dense reference's; ties go to the
+higher accuracy. Validation accuracy selects; the trial's test accuracy, reported beside it,
+judges the choice. From model.checkpoint the reference is the better (by val acc) of the given
+model as it is and the given model fine-tuned with a trial's budget (build.reference_row).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sweep.report.schema import (
     DENSE_LABELS,
     BaselineEntry,
     Criteria,
+    DeployInfo,
     Recommendation,
     TrialEntry,
 )
@@ -31,9 +34,21 @@ def _constraints(criteria: Criteria) -> str:
     return " and ".join(wanted)
 
 
-def _cost(entry: TrialEntry, minimise: str) -> float:
+def _cost(entry: TrialEntry, minimise: str, speed_batch: int | None) -> float:
+    if minimise == "latency":  # the fastest first: minus the speed-up
+        speedup = entry.speedup_at(speed_batch)
+        return math.inf if speedup is None else -speedup
     value = entry.flops if minimise == "flops" else entry.params
     return math.inf if value is None else value
+
+
+def _rule_text(minimise: str, speed_batch: int | None, within: list[TrialEntry]) -> str:
+    """What the choice among the trials within tolerance was made by."""
+    if minimise != "latency":
+        return f"fewest {minimise}"
+    if not any(entry.speedup_at(speed_batch) is not None for entry in within):
+        return "no speed was measured: the best val acc"
+    return f"highest measured speed-up at batch {speed_batch}"
 
 
 def _trials(count: int) -> str:
@@ -54,9 +69,13 @@ def _delta(value: float | None, reference: float | None) -> float | None:
 
 
 def recommend(
-    finished: list[TrialEntry], criteria: Criteria, baseline: BaselineEntry | None
+    finished: list[TrialEntry],
+    criteria: Criteria,
+    baseline: BaselineEntry | None,
+    speed_batch: int | None = None,
 ) -> Recommendation:
-    """The recommended trial of the finished ones (best first), by the rule above."""
+    """The recommended trial of the finished ones (best first), by the rule above;
+    `speed_batch`: the deployment batch size `--minimise latency` ranks speed-ups at."""
     budget = math.inf if criteria.max_params is None else criteria.max_params
     eligible = [
         entry
@@ -100,7 +119,7 @@ def recommend(
         )
     choice = min(
         within,
-        key=lambda e: (_cost(e, criteria.minimise), -(e.best_val_acc or 0.0),
+        key=lambda e: (_cost(e, criteria.minimise, speed_batch), -(e.best_val_acc or 0.0),
                        natural_key(e.trial_name)),
     )  # fmt: skip
     return Recommendation(
@@ -111,6 +130,63 @@ def recommend(
         accuracy_delta=_delta(choice.best_val_acc, reference),
         test_accuracy_delta=_delta(choice.test_acc, base_test),
         closest=None,
-        note=f"fewest {criteria.minimise} among the {_trials(len(within))} with {constraints} "
-        f"within {criteria.max_drop:g} pt of {_reference_text(baseline, reference)}",
+        note=f"{_rule_text(criteria.minimise, speed_batch, within)} among the "
+        f"{_trials(len(within))} with {constraints} within {criteria.max_drop:g} pt of "
+        f"{_reference_text(baseline, reference)}",
     )
+
+
+# ---- the headline -------------------------------------------------------------------------------
+
+_DEVICE_TEXT = {"cpu": "CPU", "cuda": "GPU"}
+
+
+def _fewer(ratio: float | None, what: str) -> str | None:
+    """'10.4x fewer params' from dense / plan; a count, never a speed."""
+    if ratio is None or ratio <= 0:
+        return None
+    return f"{ratio:.1f}x fewer {what}" if ratio >= 1 else f"{1 / ratio:.1f}x more {what}"
+
+
+def device_text(deploy: DeployInfo) -> str:
+    """'CPU AMD EPYC 7B13, 1 thread': the device speed was timed on."""
+    kind = _DEVICE_TEXT.get(deploy.device, deploy.device)
+    text = f"{kind} {deploy.device_name}" if deploy.device_name else kind
+    if deploy.device == "cpu" and deploy.threads is not None:  # threads govern CPU timings only
+        text += f", {deploy.threads} thread{'' if deploy.threads == 1 else 's'}"
+    return text
+
+
+def measured_on(deploy: DeployInfo, batch: int) -> str:
+    """'CPU AMD EPYC 7B13, 1 thread, batch 1': where and how a speed-up was timed (the dtype
+    only when it is not the usual float32)."""
+    dtype = f", {deploy.dtype}" if deploy.dtype not in (None, "float32") else ""
+    return f"{device_text(deploy)}, batch {batch}{dtype}"
+
+
+def _speed_text(trial: TrialEntry, deploy: DeployInfo | None) -> str | None:
+    batch = deploy.first_batch if deploy else None
+    speedup = trial.speedup_at(batch)
+    if deploy is None or batch is None or speedup is None:
+        return None  # nothing measured: nothing said about speed
+    where = measured_on(deploy, batch)
+    ratio = f"{speedup:.1f}"
+    if ratio == "1.0":  # a second decimal, so that 0.97 does not read as the dense speed
+        ratio = f"{speedup:.2f}"
+    if speedup >= 1:
+        return f"{ratio}x faster (measured: {where})"
+    return f"{ratio}x the dense speed (slower; measured: {where})"
+
+
+def headline(trial: TrialEntry | None, deploy: DeployInfo | None) -> str | None:
+    """The recommended plan in one line: '10.4x fewer params, 8.6x fewer FLOPs, 2.1x faster
+    (measured: CPU AMD EPYC 7B13, 1 thread, batch 1)'. Parameters and FLOPs are counts; only
+    a measured latency ratio is called faster or slower."""
+    if trial is None:
+        return None
+    parts = [
+        _fewer(trial.compression, "params"),
+        _fewer(trial.flops_reduction, "FLOPs"),
+        _speed_text(trial, deploy),
+    ]
+    return ", ".join(part for part in parts if part) or None

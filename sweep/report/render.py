@@ -18,6 +18,7 @@ import jinja2
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from sweep.report.recommend import device_text
 from sweep.report.schema import (
     DENSE_LABELS,
     BaselineEntry,
@@ -45,6 +46,7 @@ _PLOT_TITLES = {
     "pareto": "Pareto fronts: accuracy against parameters and FLOPs",
     "curves": "Validation curves: top trials against the dense baseline",
     "ranks": "Rank against accuracy, per layer",
+    "speed": "Accuracy against measured speed-up",
 }
 _MISSING = "–"
 
@@ -78,6 +80,7 @@ number = _or_dash(lambda v: f"{v:g}")
 flops = _or_dash(_flops)
 ranks = _or_dash(_ranks)
 delta = _or_dash(lambda v: f"{100 * v:+.2f} pt")
+latency = _or_dash(lambda v: f"{v:.3g} ms")
 FORMATS = {
     "acc": acc,
     "count": count,
@@ -87,6 +90,7 @@ FORMATS = {
     "flops": flops,
     "ranks": ranks,
     "delta": delta,
+    "latency": latency,
 }
 
 
@@ -96,14 +100,29 @@ def plan_text(entry: TrialEntry) -> str:
 
 
 def pareto_marks(entry: TrialEntry) -> str:
-    return ("◆" if entry.on_pareto_params else "") + ("◇" if entry.on_pareto_flops else "")
+    return (
+        ("◆" if entry.on_pareto_params else "")
+        + ("◇" if entry.on_pareto_flops else "")
+        + ("▲" if entry.on_pareto_speedup else "")
+    )
+
+
+def _at(values: dict[str, float] | None, batch: int) -> float | None:
+    return None if values is None else values.get(str(batch))
+
+
+def speed_batch(report: Report) -> int | None:
+    """The batch size the tables show speed-ups at; None (no speed column) when no trial has
+    a measurement."""
+    return report.speed_batch if report.measured_speed else None
 
 
 # ---- table rows ---------------------------------------------------------------------------------
 
 
-def _trial_row(entry: TrialEntry) -> list[str]:
+def _trial_row(entry: TrialEntry, batch: int | None) -> list[str]:
     marks = pareto_marks(entry)
+    speed = [] if batch is None else [times(entry.speedup_at(batch))]
     return [
         trial_index(entry.trial_name) + (f" {marks}" if marks else ""),
         _STATUS_TEXT[entry.status],
@@ -115,10 +134,12 @@ def _trial_row(entry: TrialEntry) -> list[str]:
         number(entry.epochs_to_target),
         seconds(entry.seconds_to_target),
         number(entry.epochs_run),
+        *speed,
     ]
 
 
-def _front_row(entry: TrialEntry) -> list[str]:
+def _front_row(entry: TrialEntry, batch: int | None) -> list[str]:
+    speed = [] if batch is None else [times(entry.speedup_at(batch))]
     return [
         trial_index(entry.trial_name),
         count(entry.params),
@@ -126,6 +147,7 @@ def _front_row(entry: TrialEntry) -> list[str]:
         times(entry.compression),
         acc(entry.best_val_acc),
         acc(entry.test_acc),
+        *speed,
         plan_text(entry),
     ]
 
@@ -170,8 +192,26 @@ def _side_by_side(report: Report) -> dict[str, list] | None:
         ],
         ["seconds to target", *(seconds(e.seconds_to_target) for e in entries)],
         ["epochs run", *(number(e.epochs_run) for e in entries)],
+        *_speed_rows(report, entries),
     ]
     return {"header": ["", *(name for name, _ in columns)], "rows": rows}
+
+
+def _speed_rows(report: Report, entries: list[BaselineEntry | TrialEntry]) -> list[list[str]]:
+    """Latency per deployment batch size, every column; a trial's measured speed-up (a dense
+    row is the reference it is measured against, so has none)."""
+    if report.deploy is None or not any(e.latency_ms for e in entries):
+        return []
+    rows = []
+    for batch in report.deploy.batch_sizes:
+        latencies = [latency(_at(e.latency_ms, batch)) for e in entries]
+        rows.append([f"latency, batch {batch}", *latencies])
+        speedups = [
+            _MISSING if isinstance(e, BaselineEntry) else times(e.speedup_at(batch))
+            for e in entries
+        ]
+        rows.append([f"measured speed-up, batch {batch}", *speedups])
+    return rows
 
 
 def _convergence_rows(report: Report) -> list[list[str]]:
@@ -224,6 +264,8 @@ def _environment() -> jinja2.Environment:
         layer_row=lambda item: [f"`{item[0]}`", ranks(item[1])],
         front_row=_front_row,
         trial_row=_trial_row,
+        device_text=device_text,
+        latency_at=lambda entry, batch: latency(_at(entry.latency_ms, batch)),
         versus_baseline=_versus_baseline,
         dense_label=lambda role: DENSE_LABELS[role],
         test_text=lambda entry: (
@@ -237,6 +279,17 @@ def _environment() -> jinja2.Environment:
 _TEMPLATES = _environment()
 
 
+def _fronts(report: Report, by_id: dict[str, TrialEntry]) -> list[tuple[str, list[TrialEntry]]]:
+    fronts = [
+        ("parameters", [by_id[run_id] for run_id in report.pareto_params]),
+        ("FLOPs", [by_id[run_id] for run_id in report.pareto_flops]),
+    ]
+    if report.pareto_speedup:
+        title = f"measured speed-up (batch {report.speed_batch})"
+        fronts.append((title, [by_id[run_id] for run_id in report.pareto_speedup]))
+    return fronts
+
+
 def _markdown(report: Report, **context: Any) -> str:
     by_id = {entry.run_id: entry for entry in report.trials}
     text = _TEMPLATES.get_template("report.md.j2").render(
@@ -244,10 +297,8 @@ def _markdown(report: Report, **context: Any) -> str:
         trial_prefix=report.trials[0].trial_name.rsplit("_", 1)[0] if report.trials else "trial",
         side_by_side=_side_by_side(report),
         convergence_rows=_convergence_rows(report),
-        fronts=[
-            ("parameters", [by_id[run_id] for run_id in report.pareto_params]),
-            ("FLOPs", [by_id[run_id] for run_id in report.pareto_flops]),
-        ],
+        fronts=_fronts(report, by_id),
+        speed_batch=speed_batch(report),
         **{"terminal": False, "plot_files": "", "plot_src": str, **context},
     )
     return text.rstrip("\n") + "\n"

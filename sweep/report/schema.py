@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 3  # 3: dense rows (role; the fine-tuned given model)
+SCHEMA_VERSION = 4  # 3: dense rows (role; the fine-tuned given model); 4: measured speed
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = f"https://github.com/tucker-sweep/tucker-sweep/report-schema/v{SCHEMA_VERSION}.json"
 
@@ -60,6 +60,24 @@ class TrialEntry(_Model):
     )
     on_pareto_params: bool = Field(description="on the accuracy/parameters Pareto front")
     on_pareto_flops: bool = Field(description="on the accuracy/FLOPs Pareto front")
+    latency_ms: dict[str, float] | None = Field(
+        description="deployment batch size -> median latency in ms of the trial's model in its "
+        "inference form, measured on the deployment device (null: not measured)"
+    )
+    speedup: dict[str, float] | None = Field(
+        description="deployment batch size -> measured speed-up: the latency of the dense "
+        "model timed beside it in the same process over the trial's own (null: not measured)"
+    )
+    on_pareto_speedup: bool = Field(
+        description="on the front of val acc against measured speed-up at the first deployment "
+        "batch size"
+    )
+
+    def speedup_at(self, batch: int | None) -> float | None:
+        """The measured speed-up at `batch` (None: not measured)."""
+        if batch is None or self.speedup is None:
+            return None
+        return self.speedup.get(str(batch))
 
 
 DenseRole = Literal["trained", "given", "finetuned"]
@@ -87,19 +105,42 @@ class BaselineEntry(_Model):
     seconds_to_target: float | None
     epochs_run: int | None
     wall_seconds: float | None
+    latency_ms: dict[str, float] | None = Field(
+        description="deployment batch size -> the dense model's median latency in ms, "
+        "measured on the deployment device (null: not measured)"
+    )
+
+
+class DeployInfo(_Model):
+    """The device a sweep measured speed on (config `deploy`; the parent run's params)."""
+
+    device: str = Field(description="cpu or cuda")
+    device_name: str | None = Field(description="the CPU's or the GPU's model")
+    threads: int | None = Field(description="the CPU threads the timings used")
+    batch_sizes: list[int] = Field(description="the batch sizes timed; the first one ranks")
+    dtype: str | None
+
+    @property
+    def first_batch(self) -> int | None:
+        """The batch size that speed is ranked and headlined at."""
+        return self.batch_sizes[0] if self.batch_sizes else None
 
 
 class Criteria(_Model):
     max_params: int | None = Field(description="parameter budget (None: no budget)")
     min_compression: float
     max_drop: float = Field(description="points of val acc a plan may lose against dense")
-    minimise: Literal["params", "flops"] = Field(description="what the plan has least of")
+    minimise: Literal["params", "flops", "latency"] = Field(
+        description="what the plan has least of: params, FLOPs, or latency (the highest "
+        "measured speed-up at the first deployment batch size)"
+    )
 
 
 class Recommendation(_Model):
-    """The plan with the fewest parameters (or FLOPs) among the finished trials that meet the
-    criteria and whose val acc is within max_drop points of the dense reference's (ties: the
-    higher val acc). Without a dense reference: the best val acc that meets the criteria."""
+    """The plan with the fewest parameters (or FLOPs, or the highest measured speed-up) among
+    the finished trials that meet the criteria and whose val acc is within max_drop points of
+    the dense reference's (ties: the higher val acc). Without a dense reference: the best val
+    acc that meets the criteria."""
 
     criteria: Criteria
     trial: TrialEntry | None
@@ -185,7 +226,7 @@ class Report(_Model):
         json_schema_extra={"$id": SCHEMA_ID, "$schema": JSON_SCHEMA_DIALECT},
     )
 
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     generated_at: str = Field(description="ISO 8601, UTC")
     sweep: SweepInfo
     baseline: BaselineEntry | None = Field(
@@ -202,10 +243,31 @@ class Report(_Model):
     recommended: Recommendation
     pareto_params: list[str] = Field(description="run ids on the accuracy/params front")
     pareto_flops: list[str] = Field(description="run ids on the accuracy/FLOPs front")
+    pareto_speedup: list[str] = Field(
+        description="run ids on the front of val acc against measured speed-up at the first "
+        "deployment batch size, fastest first (empty: speed not measured)"
+    )
+    deploy: DeployInfo | None = Field(
+        description="the device speed was measured on (null: the sweep measured no speed)"
+    )
+    headline: str | None = Field(
+        description="the recommended plan in one line: its parameter and FLOP reductions "
+        "(counts), and its measured speed-up where one was measured, with the device"
+    )
     convergence: Convergence
     asha: AshaSaving
     curves: list[Curve] = Field(description="val_acc per epoch: the baseline and the top trials")
     plots: dict[str, str] = Field(description="plot name -> PNG file beside the report")
+
+    @property
+    def speed_batch(self) -> int | None:
+        """The deployment batch size that speed is ranked and headlined at: the first."""
+        return self.deploy.first_batch if self.deploy else None
+
+    @property
+    def measured_speed(self) -> bool:
+        """Whether any trial has a measured speed-up at that batch size."""
+        return any(entry.speedup_at(self.speed_batch) is not None for entry in self.trials)
 
 
 def report_json_schema() -> dict[str, Any]:

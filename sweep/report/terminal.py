@@ -19,6 +19,7 @@ from sweep.report.render import (
     pareto_marks,
     ranks,
     seconds,
+    speed_batch,
     terminal_markdown,
     times,
 )
@@ -31,9 +32,11 @@ _TERSE_STATUS = {"completed": "done", "stopped_early": "ASHA"}
 
 def trials_table(report: Report) -> Table:
     # No padding: the box's one-character separators keep columns apart, and ten columns
-    # then fit 80 characters.
+    # then fit 80 characters (the speed-up column, when speed was measured, wraps the ranks).
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=0, header_style="bold")
-    for column in _COLUMNS:
+    batch = speed_batch(report)
+    columns = _COLUMNS if batch is None else (*_COLUMNS, "speed")
+    for column in columns:
         table.add_column(
             column,
             justify="left" if column in ("trial", "status", "ranks") else "right",
@@ -52,6 +55,7 @@ def trials_table(report: Report) -> Table:
             number(e.epochs_to_target),
             seconds(e.seconds_to_target).replace(" s", "s"),
             number(e.epochs_run),
+            *([] if batch is None else [times(e.speedup_at(batch))]),
         )
     return table
 
@@ -59,11 +63,18 @@ def trials_table(report: Report) -> Table:
 def terminal_view(report: Report, folder: Path) -> list[RenderableType]:
     """What `tucker-sweep report` prints, in order."""
     target = report.sweep.target_accuracy
+    batch = speed_batch(report)
+    speed = (
+        ""
+        if batch is None
+        else "; ▲ on the accuracy/measured speed-up front; speed the measured speed-up at "
+        f"batch {batch} (the dense model's latency over the trial's)"
+    )
     legend = (
         "Best accuracy first. status: done (ran to max_t), ASHA (stopped early by ASHA), "
         "failed; ◆ on the accuracy/params Pareto front, ◇ on the accuracy/FLOPs front; "
         f"× compression; acc best val acc; ep→t, s→t epochs, seconds to the target accuracy "
-        f"{'' if target is None else f'{target:g} '}(– never); ep epochs run."
+        f"{'' if target is None else f'{target:g} '}(– never); ep epochs run{speed}."
     )
     return [
         Markdown(terminal_markdown(report, folder)),
