@@ -344,7 +344,7 @@ _CONFIG_HELP = "A sweep YAML whose tracking (and cluster) settings to use."
 _TRACKING_HELP = "MLflow tracking URI (default: the config's, $MLFLOW_TRACKING_URI or ./mlflow.db)."
 _EXPERIMENT_HELP = "MLflow experiment (default: tucker-sweep)."
 REPORT_FORMATS = ("md", "json", "html")
-MINIMISE = ("params", "flops")
+MINIMISE = ("params", "flops", "latency")
 
 
 def _tracking_settings(config: Path | None, tracking_uri: str | None,
@@ -396,7 +396,11 @@ def report(
         typer.Option(min=0.0, help="Points of val acc the plan may lose against dense."),
     ] = 0.5,
     minimise: Annotated[
-        str, typer.Option(help="What the recommended plan has least of: params or flops.")
+        str,
+        typer.Option(
+            help="What the recommended plan has least of: params, flops, or latency (the "
+            "highest measured speed-up at the first deploy batch size)."
+        ),
     ] = "params",
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="Also log the files on the sweep's MLflow run.")
@@ -405,7 +409,8 @@ def report(
     tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
     experiment: Annotated[str | None, typer.Option(help=_EXPERIMENT_HELP)] = None,
 ) -> None:
-    """Best ranks of a sweep: trials, Pareto fronts, baseline, convergence, ASHA's saving."""
+    """Best ranks of a sweep: trials, Pareto fronts, baseline, measured speed, convergence,
+    ASHA's saving."""
     if output_format not in REPORT_FORMATS:
         raise ConfigError(f"--format: one of {', '.join(REPORT_FORMATS)}, got {output_format!r}")
     if minimise not in MINIMISE:
@@ -477,8 +482,25 @@ def export(
     ] = None,
     trial: Annotated[
         str | None,
-        typer.Option(help="Trial id, trial name, MLflow run id or index (default: the best)."),
+        typer.Option(
+            help="Trial id, trial name, MLflow run id or index (default: the report's "
+            "recommended trial)."
+        ),
     ] = None,
+    max_drop: Annotated[
+        float,
+        typer.Option(min=0.0, help="Points of val acc the recommended plan may lose to dense."),
+    ] = 0.5,
+    minimise: Annotated[
+        str,
+        typer.Option(help="What the recommended plan has least of: params, flops or latency."),
+    ] = "params",
+    budget: Annotated[
+        str | None, typer.Option(help="Parameter budget of the recommended plan, e.g. 50k.")
+    ] = None,
+    min_compression: Annotated[
+        float, typer.Option(min=0.0, help="Minimum compression of the recommended plan.")
+    ] = 1.0,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default exports/<sweep>/<trial>).")
     ] = None,
@@ -495,7 +517,11 @@ def export(
     tracking_uri: Annotated[str | None, typer.Option(help=_TRACKING_HELP)] = None,
     experiment: Annotated[str | None, typer.Option(help=_EXPERIMENT_HELP)] = None,
 ) -> None:
-    """Export a trial's model (checkpoint, state dict, TorchScript), verify it, register it."""
+    """Export the recommended (or a chosen) trial's model: checkpoint, state dict, and its
+    fastest inference form as TorchScript and ONNX; verify it, time it, register it."""
+    if minimise not in MINIMISE:
+        raise ConfigError(f"--minimise: one of {', '.join(MINIMISE)}, got {minimise!r}")
+    max_params = _parse_count(budget, "--budget")
     _check_out(out)
     settings = _tracking_settings(config, tracking_uri, experiment)
     if storage_path is None and config is not None:
@@ -508,7 +534,12 @@ def export(
             read_only_hint="--no-register exports the model without registering it",
         )  # fmt: skip
     from sweep.export import ExportCheckError, export_trial  # torch, Lightning
+    from sweep.report.schema import Criteria
 
+    criteria = Criteria(
+        max_params=max_params, min_compression=min_compression, max_drop=max_drop,
+        minimise=minimise,  # type: ignore[arg-type]
+    )  # fmt: skip
     try:
         outcome = export_trial(
             settings.tracking.resolved_uri(),
@@ -519,6 +550,7 @@ def export(
             storage_path=storage_path,
             model_name=model_name,
             register=register,
+            criteria=criteria,
         )
     except ExportCheckError as failed:  # a failed check, not a usage error: status 1
         print(f"tucker-sweep export: check failed: {redact(str(failed))}", file=sys.stderr)
@@ -532,10 +564,30 @@ def export(
     )
     console.print(
         f"exported {outcome.trial_name} of sweep {outcome.sweep} (epoch {outcome.epoch}) to "
-        f"{outcome.out_dir}: val acc {outcome.torchscript_val_acc:.4f} (TorchScript) = "
-        f"{outcome.checkpoint_val_acc:.4f} (checkpoint) = {outcome.logged_val_acc:.4f} "
-        f"(logged){registered}"
+        f"{outcome.out_dir}: val acc {outcome.onnx_val_acc:.4f} (ONNX Runtime) = "
+        f"{outcome.torchscript_val_acc:.4f} (TorchScript) = {outcome.checkpoint_val_acc:.4f} "
+        f"(checkpoint) = {outcome.logged_val_acc:.4f} (logged){registered}"
     )
+    latency = outcome.latency
+    where = f"CPU {latency.device_name}, {latency.threads} thread{'s' * (latency.threads != 1)}"
+    for batch, speedups in outcome.speedups.items():
+        console.print(f"batch {batch}: {_speed_line(speedups)} ({where})")
+
+
+def _ratio(value: float) -> str:
+    text = f"{value:.1f}"
+    return f"{value:.2f}x" if text == "1.0" else f"{text}x"  # 0.97 must not read as 1.0
+
+
+def _speed_line(speedups: dict[str, float]) -> str:
+    """'2.1x faster than dense (PyTorch), 2.3x (ONNX Runtime)'; 'the dense speed' once any is
+    below 1, so that a slower runtime never reads as faster."""
+    from sweep.export.latency import RUNTIMES
+
+    named = [(_ratio(ratio), RUNTIMES.get(runtime, runtime)) for runtime, ratio in speedups.items()]
+    head = "faster than dense" if min(speedups.values()) >= 1 else "the dense speed"
+    first, *rest = named
+    return ", ".join([f"{first[0]} {head} ({first[1]})", *(f"{r} ({n})" for r, n in rest)])
 
 
 def _fail(message: str, command_path: str = "tucker-sweep") -> None:

@@ -8,10 +8,14 @@ import torch
 
 from lightning_modules.data import ClassificationDataModule
 from lightning_modules.module import TuckerClassifier
+from sweep.export.deployable import Deployable
+from sweep.export.onnx_file import INPUT_NAME
 from sweep.tracking.redact import redact
 from sweep.tracking.sweep_runs import RunRecord, SweepRuns
 
-FORMAT = "tucker-sweep export v1"
+# v2: "forms" (the inference form's layers) for "implementations", model.onnx, "latency" and
+# "val_acc_checked"
+FORMAT = "tucker-sweep export v2"
 REBUILD = (
     "from lightning_modules.nets import build_model, decompose; "
     "net = build_model(model_name, in_channels, num_classes, **model_options); "
@@ -23,6 +27,11 @@ REBUILD = (
 REBUILD_OWN_MODEL = (
     "from lightning_modules.tucker import load_compressed; "
     "net = load_compressed(your_factory_or_module, 'compressed.pt')"
+)
+RUN_TORCHSCRIPT = "torch.jit.load('model.torchscript.pt')(normalised_images)"
+RUN_ONNX = (
+    "onnxruntime.InferenceSession('model.onnx').run(None, "
+    f"{{'{INPUT_NAME}': normalised_images.numpy()}})[0]"
 )
 
 
@@ -57,9 +66,12 @@ def model_card(
     trial: RunRecord,
     epoch: int,
     accuracy: float,
-    implementations: dict[str, str],
+    checkpoint_accuracy: float,
+    deployable: Deployable,
     test_accuracy: float | None = None,
 ) -> dict[str, Any]:
+    """model.json: `accuracy` is the val acc the trial logged at `epoch`; the exported files'
+    own val acc on the rebuilt split is recorded beside it."""
     hp = classifier.hparams
     return {
         "format": FORMAT,
@@ -69,7 +81,7 @@ def model_card(
         "num_classes": hp.num_classes,
         "input_shape": [hp.in_channels, *hp.input_size],
         "rank_plan": {name: list(ranks) for name, ranks in (hp.rank_plan or {}).items()},
-        "implementations": implementations,
+        "forms": deployable.forms,
         "normalisation": {
             "mean": [float(v) for v in torch.as_tensor(datamodule.mean).flatten()],
             "std": [float(v) for v in torch.as_tensor(datamodule.std).flatten()],
@@ -77,6 +89,15 @@ def model_card(
         },
         "rebuild": REBUILD,
         "rebuild_own_model": REBUILD_OWN_MODEL,
+        "run_torchscript": RUN_TORCHSCRIPT,
+        "run_onnx": RUN_ONNX,
+        "val_acc_checked": {
+            "logged": accuracy,
+            "checkpoint": checkpoint_accuracy,
+            "torchscript": deployable.torchscript_val_acc,
+            "onnxruntime": deployable.onnx_val_acc,
+        },
+        "latency": deployable.latency.as_json(),
         "comparison": comparison(classifier, runs, accuracy, test_accuracy),
         "source": {
             "sweep": runs.name,

@@ -1,9 +1,11 @@
-"""Export a sweep's best trial (or a chosen one): its best kept checkpoint, rebuilt, checked
-against the accuracy the trial logged, written out and registered."""
+"""Export a sweep's recommended trial (or a chosen one): its best kept checkpoint, rebuilt,
+written out in its inference form (TorchScript, ONNX), checked against the accuracy the trial
+logged, timed against the dense network, and registered."""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,22 +14,24 @@ import torch
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
-from lightning_modules.data import ClassificationDataModule
+from lightning_modules.data import ClassificationDataModule, DataShape
 from lightning_modules.evaluation import accuracy
 from lightning_modules.module import TuckerClassifier
 from lightning_modules.tucker import save_compressed
-from sweep.builders import sweep_datamodule
+from sweep.builders import dense_model, sweep_datamodule
 from sweep.config import SweepConfig
 from sweep.errors import ConfigError, ReportError, describe_validation_error
 from sweep.export.checks import accuracy_tolerance, check_accuracy
+from sweep.export.deployable import Inputs, write_deployable
+from sweep.export.latency import Latency
 from sweep.export.model_card import model_card
 from sweep.export.registry import Registered, register_export, version_tags
-from sweep.export.torchscript import fix_implementations, save_traced
 from sweep.folders import named_folder
-from sweep.report.ranking import best_trial
+from sweep.report.build import DEFAULT_CRITERIA, build_report
+from sweep.report.schema import Criteria, Recommendation, Report
 from sweep.sweep_files.store import SweepStore
 from sweep.sweep_files.trial_files import KeptCheckpoint, choose_kept, kept_checkpoints
-from sweep.tracking.names import EXPERIMENT_PATH_TAG, TRIAL_ID_TAG
+from sweep.tracking.names import EXPERIMENT_PATH_TAG, TRIAL_ID_TAG, trial_index
 from sweep.tracking.sweep_runs import RunRecord, SweepRuns, find_trial, load_sweep, metric_history
 
 FILES = {
@@ -35,6 +39,7 @@ FILES = {
     "state_dict": "state_dict.pt",
     "model_json": "model.json",
     "torchscript": "model.torchscript.pt",
+    "onnx": "model.onnx",
     # The user's own model class rebuilds from this with lightning_modules.tucker.load_compressed.
     "compressed": "compressed.pt",
 }
@@ -50,13 +55,23 @@ class ExportOutcome:
     logged_val_acc: float  # at `epoch`
     checkpoint_val_acc: float
     torchscript_val_acc: float
+    onnx_val_acc: float
     out_dir: Path
     files: dict[str, Path]
-    implementations: dict[str, str]  # Tucker layer -> the path fixed for TorchScript
+    forms: dict[str, str]  # Tucker layer -> its form in the exported inference form
+    latency: Latency  # the exported network against dense, per batch size and runtime
     registered_model: str | None = None
     model_version: str | None = None
     artifact_uri: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def speedups(self) -> dict[int, dict[str, float]]:
+        """Batch size -> runtime -> measured speed-up over dense (one run's ratio)."""
+        return {
+            batch: {runtime: figures.speedup for runtime, figures in runtimes.items()}
+            for batch, runtimes in self.latency.by_batch.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -70,13 +85,46 @@ class _Chosen:
     notes: list[str]
 
 
-def _choose_trial(runs: SweepRuns, wanted: str | None) -> RunRecord:
+def _drop_needed(report: Report, recommendation: Recommendation) -> float | None:
+    """The --max-drop (points, one decimal, rounded up) that admits the closest trial."""
+    reference = report.baseline.best_val_acc if report.baseline else None
+    closest = recommendation.closest
+    if reference is None or closest is None or closest.best_val_acc is None:
+        return None
+    # Less the 1e-12 of val acc that the recommendation allows for round-off (1e-9 here).
+    return math.ceil(1000 * (reference - closest.best_val_acc) - 1e-9) / 10
+
+
+def _nothing_recommended(report: Report) -> ReportError:
+    """Why no trial is recommended, and the two ways out: a wider tolerance, or --trial."""
+    recommendation = report.recommended
+    closest = recommendation.closest
+    if closest is None:  # none meets the budget criteria
+        return ReportError(
+            f"sweep {report.sweep.name!r} has no trial to recommend: {recommendation.note}; "
+            "loosen --budget/--min-compression, or --trial exports any trial"
+        )
+    index = trial_index(closest.trial_name)
+    drop = _drop_needed(report, recommendation)
+    wider = f"--max-drop {drop:g}" if drop is not None else "a larger --max-drop"
+    return ReportError(
+        f"sweep {report.sweep.name!r} has no trial to recommend: {recommendation.note}; "
+        f"{wider} admits it, or --trial {index} exports it"
+    )
+
+
+def _choose_trial(
+    client: MlflowClient, runs: SweepRuns, wanted: str | None, criteria: Criteria
+) -> RunRecord:
+    """`wanted`, or else the report's recommended trial under `criteria`."""
     if wanted is not None:
         return find_trial(runs, wanted)
-    best = best_trial(runs)
-    if best is None:
+    report = build_report(client, runs, criteria)
+    if report.best is None:
         raise ReportError(f"sweep {runs.name!r} has no finished trial to export yet")
-    return best
+    if report.recommended.trial is None:
+        raise _nothing_recommended(report)
+    return find_trial(runs, report.recommended.trial.run_id)
 
 
 def _experiment_path(runs: SweepRuns, storage_path: str | None) -> str:
@@ -131,41 +179,50 @@ def _trained_on_gpu(runs: SweepRuns) -> bool:
 class _Written:
     classifier: TuckerClassifier
     files: dict[str, Path]
-    implementations: dict[str, str]
+    forms: dict[str, str]
     checkpoint_val_acc: float
     torchscript_val_acc: float
+    onnx_val_acc: float
+    latency: Latency
+    notes: list[str]
+
+
+def _load_checkpoint(chosen: _Chosen, files: dict[str, Path]) -> TuckerClassifier:
+    with chosen.checkpoint.lightning_file() as source:
+        shutil.copyfile(source, files["checkpoint"])
+    return TuckerClassifier.load_from_checkpoint(
+        files["checkpoint"], weights_only=True, map_location="cpu"
+    ).eval()
 
 
 def _write_files(
-    chosen: _Chosen, runs: SweepRuns, datamodule: ClassificationDataModule, target: Path
-) -> _Written:
-    """The checkpoint, the plain weights, the TorchScript model and model.json, each model
-    evaluated on the validation split on the way."""
+    chosen: _Chosen, runs: SweepRuns, config: SweepConfig, datamodule: ClassificationDataModule,
+    target: Path,
+) -> _Written:  # fmt: skip
+    """The checkpoint, the plain weights, the inference form as TorchScript and ONNX, and
+    model.json, each model evaluated on the validation split on the way."""
     target.mkdir(parents=True, exist_ok=True)
     files = {key: target / name for key, name in FILES.items()}
-    with chosen.checkpoint.lightning_file() as source:
-        shutil.copyfile(source, files["checkpoint"])
-    classifier = TuckerClassifier.load_from_checkpoint(
-        files["checkpoint"], weights_only=True, map_location="cpu"
-    ).eval()
+    classifier = _load_checkpoint(chosen, files)
     network = classifier.model
     loader = datamodule.val_dataloader()  # sets the data module up: same seed, same split
     checkpoint_acc = accuracy(network, loader)
     # Measured once, for the comparison with the original model; it selects nothing.
     test_acc = accuracy(network, datamodule.test_dataloader())
     torch.save(network.state_dict(), files["state_dict"])
-    save_compressed(network, files["compressed"])
-    example = next(iter(loader))[0]
-    implementations = fix_implementations(network, example)
-    save_traced(network, example, datamodule.val_tensors()[0][-7:], files["torchscript"])
-    scripted = torch.jit.load(str(files["torchscript"]), map_location="cpu")
-    torchscript_acc = accuracy(scripted, loader)
+    save_compressed(network, files["compressed"])  # the TuckerConv2d network, for load_compressed
+    inputs = Inputs(next(iter(loader))[0], datamodule.val_tensors()[0][-7:], loader)
+    dense = dense_model(config, DataShape.of(datamodule))  # its speed, not its weights
+    deployable = write_deployable(network, dense, inputs, config, files)
     card = model_card(
         classifier, datamodule, runs, chosen.trial, chosen.checkpoint.epoch,
-        chosen.logged_val_acc, implementations, test_acc,
+        chosen.logged_val_acc, checkpoint_acc, deployable, test_acc,
     )  # fmt: skip
     files["model_json"].write_text(json.dumps(card, indent=2) + "\n")
-    return _Written(classifier, files, implementations, checkpoint_acc, torchscript_acc)
+    return _Written(
+        classifier, files, deployable.forms, checkpoint_acc, deployable.torchscript_val_acc,
+        deployable.onnx_val_acc, deployable.latency, deployable.notes,
+    )  # fmt: skip
 
 
 def export_trial(
@@ -177,13 +234,14 @@ def export_trial(
     storage_path: str | None = None,
     model_name: str | None = None,
     register: bool = True,
+    criteria: Criteria = DEFAULT_CRITERIA,
 ) -> ExportOutcome:
-    """Export the best trial of the sweep (the latest sweep if None), or `trial` (trial id,
-    trial name, MLflow run id or index). Raises ReportError/TrackingError/ConfigError for
-    what the user can fix and ExportCheckError when the export does not reproduce the logged
-    accuracy."""
+    """Export the report's recommended trial under `criteria` of the sweep (the latest sweep
+    if None), or `trial` (trial id, trial name, MLflow run id or index). Raises
+    ReportError/TrackingError/ConfigError for what the user can fix and ExportCheckError when
+    the export does not reproduce the logged accuracy."""
     client, runs = load_sweep(tracking_uri, sweep, experiment)
-    chosen_trial = _choose_trial(runs, trial)
+    chosen_trial = _choose_trial(client, runs, trial, criteria)
     name = chosen_trial.trial_name
     if out_dir is not None:
         target = Path(out_dir)
@@ -193,15 +251,16 @@ def export_trial(
     config = _stored_config(runs)
     chosen = _choose_checkpoint(client, runs, chosen_trial, storage_path)
     datamodule = sweep_datamodule(config)
-    written = _write_files(chosen, runs, datamodule, target)
+    written = _write_files(chosen, runs, config, datamodule, target)
 
-    notes = list(chosen.notes)
+    notes = [*chosen.notes, *written.notes]
     tolerance, note = accuracy_tolerance(_trained_on_gpu(runs), len(datamodule.val_set))
     notes += [note] if note else []
     epoch = chosen.checkpoint.epoch
     for what, value in (
         ("checkpoint", written.checkpoint_val_acc),
         ("TorchScript model", written.torchscript_val_acc),
+        ("ONNX model (ONNX Runtime)", written.onnx_val_acc),
     ):
         check_accuracy(
             f"{what} of {name} (epoch {epoch})", value, chosen.logged_val_acc, tolerance,
@@ -222,9 +281,11 @@ def export_trial(
         logged_val_acc=chosen.logged_val_acc,
         checkpoint_val_acc=written.checkpoint_val_acc,
         torchscript_val_acc=written.torchscript_val_acc,
+        onnx_val_acc=written.onnx_val_acc,
         out_dir=target,
         files=written.files,
-        implementations=written.implementations,
+        forms=written.forms,
+        latency=written.latency,
         registered_model=registered.model_name if registered else None,
         model_version=registered.version if registered else None,
         artifact_uri=registered.artifact_uri if registered else None,
