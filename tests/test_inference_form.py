@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lightning_modules import inference_form
-from lightning_modules.inference import FORMS, layer_form
+from lightning_modules.inference import FORMS, choose_forms, layer_form
 from lightning_modules.nets import build_model, decompose, uniform_plan
 from lightning_modules.tucker import PATHS, TuckerConv2d
 
@@ -125,3 +125,17 @@ def test_a_layer_with_autograd_keeps_no_kernel():
     out = layer(torch.randn(2, 8, 6, 6))
     out.sum().backward()
     assert layer._prepared_cache == {} and layer.core.grad is not None
+
+
+def test_several_batch_sizes_give_one_form_that_only_goes_tucker_where_it_pays_at_all():
+    model = _tucker_net(0.25)
+    examples = [torch.randn(1, 1, 8, 8), torch.randn(16, 1, 8, 8)]
+    fast = inference_form(model, examples)
+    assert _plain(fast)
+    for name, choice in choose_forms(model, examples).items():
+        assert len(choice.seconds) == 2, name
+        if choice.form != "dense":
+            assert all(s[choice.form] < s["dense"] for s in choice.seconds), (name, choice)
+    with torch.no_grad():
+        for x in examples:
+            torch.testing.assert_close(fast(x), model(x), atol=TOLERANCE, rtol=TOLERANCE)

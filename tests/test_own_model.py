@@ -110,8 +110,9 @@ def test_state_dict_to_sweep_to_export_to_reload(trained):
         # Fine-tuning from a trained model is not a race against training it from scratch.
         assert "the dense reference was given trained" in report["convergence"]["summary"]
 
-    exported = run([*CLI, "export", "--config", str(config), "--out", str(folder / "export")],
-                   folder)  # fmt: skip
+    # Any recommended plan will do (two fine-tuning epochs may leave none within 0.5 pt).
+    exported = run([*CLI, "export", "--config", str(config), "--out", str(folder / "export"),
+                    "--max-drop", "100"], folder)  # fmt: skip
     assert exported.returncode == 0, exported.stderr[-3000:]
     card = json.loads((folder / "export" / "model.json").read_text())
     original, compressed = card["comparison"]["original"], card["comparison"]["compressed"]

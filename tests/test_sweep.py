@@ -56,22 +56,23 @@ def test_digits_sweep_with_asha_records_every_trial(tmp_path):
     }  # fmt: skip
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs)
 
-    # Every trial, ASHA's stopped ones too, timed its model beside a dense one (deploy
-    # default: cpu, 1 thread, batch 1 and 64); the baseline run has the dense latency.
+    # Every trial, ASHA's stopped ones too, timed its model beside a dense one (deploy: cpu,
+    # 1 thread by default; the tests' batch sizes 1 and 8); the baseline run has the dense
+    # latency.
     speed = {f"{prefix}{batch}" for prefix in ("latency_ms_b", "dense_latency_ms_b", "speedup_b")
-             for batch in (1, 64)}  # fmt: skip
+             for batch in (1, 8)}  # fmt: skip
     for run in runs:
         metrics = run.data.metrics
         assert speed | {"latency_ms"} <= set(metrics), metrics
-        for batch in (1, 64):
+        for batch in (1, 8):
             ratio = metrics[f"dense_latency_ms_b{batch}"] / metrics[f"latency_ms_b{batch}"]
             assert metrics[f"speedup_b{batch}"] == pytest.approx(ratio)
     (baseline,) = client.search_runs(
         [runs[0].info.experiment_id], filter_string="tags.`tucker_sweep.kind` = 'baseline'"
     )
-    assert {"latency_ms_b1", "latency_ms_b64"} <= set(baseline.data.metrics)
+    assert {"latency_ms_b1", "latency_ms_b8"} <= set(baseline.data.metrics)
     assert parent.data.params["deploy/device"] == "cpu"
-    assert parent.data.params["deploy/batch_sizes"] == "1,64"
+    assert parent.data.params["deploy/batch_sizes"] == "1,8"
     assert parent.data.params["deploy/device_name"]
 
 
@@ -144,8 +145,9 @@ def test_checkpoint_every_k_epochs_and_a_retry_resumes_from_the_last_one(tmp_pat
         assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]  # the re-run epoch once
 
     out = tmp_path / "export"
-    result = run_cli("export", "test-sweep", "--no-register", "--out", str(out),
-                     "--experiment", "tests", cwd=tmp_path)  # fmt: skip
+    # Any recommended plan (this short sweep may have none within 0.5 pt of dense).
+    result = run_cli("export", "test-sweep", "--no-register", "--out", str(out), "--max-drop",
+                     "100", "--experiment", "tests", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     exported = json.loads((out / "model.json").read_text())["source"]
     assert exported["epoch"] in {2, 4, 5}
@@ -154,7 +156,7 @@ def test_checkpoint_every_k_epochs_and_a_retry_resumes_from_the_last_one(tmp_pat
     for folder in folders:
         (folder / "result.json").unlink()
     result = run_cli("export", "test-sweep", "--no-register", "--out", str(tmp_path / "again"),
-                     "--experiment", "tests", cwd=tmp_path)  # fmt: skip
+                     "--max-drop", "100", "--experiment", "tests", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     again = json.loads((tmp_path / "again" / "model.json").read_text())["source"]
     assert (again["trial_name"], again["epoch"]) == (exported["trial_name"], exported["epoch"])

@@ -3,9 +3,13 @@ modules, each layer in whichever form (layer_forms.FORMS) ran fastest on the exa
 
     fast = inference_form(model, example_input)   # eval mode, same outputs to round-off
     fast.tucker_forms                              # {"block2.conv1": "folded", ...}
+    fast = inference_form(model, [batch_of_1, batch_of_64])   # one form for both sizes
 
 The choice is made by timing every form on the input each layer sees when the model runs on
-`example_input`: on its device, dtype and batch size. FLOP counts never decide: on a 2-core CPU
+`example_input`: on its device, dtype and batch size. Given several examples (the batch sizes
+a model is deployed at), a layer takes a Tucker form only if it runs faster than dense on every
+one of them, the one with the smallest mean time relative to dense: one file then serves every
+batch size without a layer that slows any of them. FLOP counts never decide: on a 2-core CPU
 the form with the fewest multiply-adds (factorized) was the slowest in 9 of 12 cases of the
 source's benchmark, and a 1x1-heavy layer often runs fastest dense. A layer whose Tucker forms
 are all slower than its rebuilt dense kernel stays dense, so no layer is slower than the
@@ -15,6 +19,7 @@ network it came from by more than the timing noise.
 from __future__ import annotations
 
 import copy
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,10 +38,32 @@ _LAYER_WARMUP = 2
 
 @dataclass(frozen=True)
 class LayerChoice:
-    """The form a layer took, and the median seconds of every form timed."""
+    """The form a layer took, and the median seconds of every form timed, per example."""
 
     form: str
-    seconds: dict[str, float]
+    seconds: list[dict[str, float]]
+
+
+def _pick(seconds: list[dict[str, float]]) -> str:
+    """The fastest form on one example; on several, dense unless a form beats it on every one
+    (then the one with the smallest mean time relative to dense's)."""
+    if len(seconds) == 1 or "dense" not in seconds[0]:
+        total = {form: sum(s[form] for s in seconds) for form in seconds[0]}
+        return min(total, key=total.__getitem__)
+    relative = {
+        form: [s[form] / s["dense"] for s in seconds] for form in seconds[0] if form != "dense"
+    }
+    winners = {form: ratios for form, ratios in relative.items() if max(ratios) < 1.0}
+    if not winners:
+        return "dense"
+    return min(winners, key=lambda form: statistics.mean(winners[form]))
+
+
+def _examples(example_input: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    examples = [example_input] if isinstance(example_input, Tensor) else list(example_input)
+    if not examples:
+        raise ValueError("inference_form needs at least one example input")
+    return examples
 
 
 def _layer_inputs(model: nn.Module, example_input: Tensor) -> dict[str, Tensor]:
@@ -60,18 +87,21 @@ def _layer_inputs(model: nn.Module, example_input: Tensor) -> dict[str, Tensor]:
 
 
 def choose_forms(
-    model: nn.Module, example_input: Tensor, forms: Sequence[str] = FORMS
+    model: nn.Module, example_input: Tensor | Sequence[Tensor], forms: Sequence[str] = FORMS
 ) -> dict[str, LayerChoice]:
-    """Per TuckerConv2d of `model` (by name), the fastest of `forms` on its input, timed."""
+    """Per TuckerConv2d of `model` (by name), the fastest of `forms` on its input(s), timed
+    (see the module's docstring for several examples)."""
     model.eval()
-    inputs = _layer_inputs(model, example_input)
+    inputs = [_layer_inputs(model, example) for example in _examples(example_input)]
     choices = {}
     for name, module in model.named_modules():
-        if not isinstance(module, TuckerConv2d) or name not in inputs:
+        if not isinstance(module, TuckerConv2d) or name not in inputs[0]:
             continue
         candidates = {form: layer_form(module, form) for form in forms}
-        seconds = time_modules(candidates, inputs[name], _LAYER_RUNS, _LAYER_WARMUP)
-        choices[name] = LayerChoice(min(seconds, key=seconds.__getitem__), seconds)
+        seconds = [
+            time_modules(candidates, seen[name], _LAYER_RUNS, _LAYER_WARMUP) for seen in inputs
+        ]
+        choices[name] = LayerChoice(_pick(seconds), seconds)
     return choices
 
 
@@ -82,17 +112,18 @@ def _replace(model: nn.Module, name: str, replacement: nn.Module) -> None:
 
 
 def inference_form(
-    model: nn.Module, example_input: Tensor, forms: Sequence[str] = FORMS
+    model: nn.Module, example_input: Tensor | Sequence[Tensor], forms: Sequence[str] = FORMS
 ) -> nn.Module:
     """A copy of `model`, in eval mode, whose TuckerConv2d layers are plain torch modules in
-    the fastest of `forms` on `example_input` (a batch on the deployment device and dtype).
+    the fastest of `forms` on `example_input` (a batch on the deployment device and dtype, or
+    a list of them: one per batch size deployed at).
     The copy's `tucker_forms` maps each replaced layer to its form. A layer the model never
     ran on the example (an unused branch) takes the dense form."""
     unknown = [form for form in forms if form not in FORMS]
     if unknown or not forms:
         raise ValueError(f"forms must be some of {FORMS}, got {list(forms)}")
     fast = copy.deepcopy(model).eval()
-    choices = choose_forms(fast, example_input, forms)
+    choices = choose_forms(fast, _examples(example_input), forms)
     chosen: dict[str, str] = {}
     for name, module in list(fast.named_modules()):
         if isinstance(module, TuckerConv2d):

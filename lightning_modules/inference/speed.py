@@ -1,6 +1,7 @@
-"""A compressed network's measured speed against its dense original: at each batch size, the
-inference form chosen for that batch and the dense model timed side by side, in this process,
-with the same threads (timing.py)."""
+"""A compressed network's measured speed against its dense original: its inference form, chosen
+once for all the batch sizes (form.py: a layer goes Tucker only where that is faster at every
+one), and the dense model, timed side by side at each batch size in this process with the same
+threads (timing.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class SpeedFigures:
     batch_size: int
     dense_ms: float
     compressed_ms: float
-    forms: dict[str, str]  # layer -> the form the inference form gave it at this batch
+    forms: dict[str, str]  # layer -> the form the inference form gave it
 
     @property
     def speedup(self) -> float:
@@ -46,11 +47,14 @@ def measure_speed(
     dense = _on(dense, device, dtype)
     compressed = _on(compressed, device, dtype)
     generator = torch.Generator().manual_seed(0)
+    examples = {
+        batch: torch.randn(batch, *input_shape, generator=generator).to(device, dtype)
+        for batch in batch_sizes
+    }
     figures = {}
     with torch_threads(threads if device.type == "cpu" else None):
-        for batch in batch_sizes:
-            x = torch.randn(batch, *input_shape, generator=generator).to(device, dtype)
-            fast = inference_form(compressed, x)
+        fast = inference_form(compressed, list(examples.values()))
+        for batch, x in examples.items():
             seconds = time_modules({"dense": dense, "compressed": fast}, x, runs)
             figures[batch] = SpeedFigures(
                 batch, 1000 * seconds["dense"], 1000 * seconds["compressed"],

@@ -15,7 +15,7 @@ The trial is the report's recommended one (sweep.report: the smallest plan withi
 dense) unless --trial names one. The checkpoint is the trial's best-scoring one that Tune kept
 (it keeps the best by val_acc and the latest per trial); its epoch's logged val_acc is the
 reference. The inference form (lightning_modules.inference) has every Tucker layer as plain
-convolutions in whichever form ran fastest on the CPU at the first deployment batch size. The
+convolutions in whichever form ran fastest on the CPU at every deployment batch size. The
 checkpoint, the TorchScript file and the ONNX file (run by ONNX Runtime) are evaluated on the
 validation split, rebuilt from the sweep's stored config (same seed, same split), and must
 reproduce that accuracy. The files are logged on the trial's MLflow run under export/ and

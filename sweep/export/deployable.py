@@ -1,5 +1,5 @@
 """The network as it is deployed: its inference form (every Tucker layer plain torch modules in
-its fastest form, chosen by timing on the CPU at the first deployment batch size), written as
+its fastest form, chosen by timing on the CPU at the deployment batch sizes), written as
 TorchScript and ONNX, each evaluated on the validation split and timed against the dense
 network in PyTorch, TorchScript and ONNX Runtime."""
 
@@ -42,10 +42,11 @@ class Inputs:
 
 def _fastest_form(network: nn.Module, shape: tuple[int, ...], deploy: DeployConfig) -> nn.Module:
     """The inference form chosen where the export runs, the CPU, with the deployment's threads
-    and first batch size: a form's speed depends on all three."""
-    batch = torch.randn(deploy.batch_sizes[0], *shape, generator=torch.Generator().manual_seed(0))
+    and batch sizes: a layer is Tucker only where that is faster at every batch size."""
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(size, *shape, generator=generator) for size in deploy.batch_sizes]
     with torch_threads(deploy.threads):
-        return inference_form(network, batch)
+        return inference_form(network, batches)
 
 
 def _notes(config: SweepConfig) -> list[str]:

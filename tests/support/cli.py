@@ -77,6 +77,8 @@ def write_config(folder: Path, overrides: dict) -> Path:
         "stopping": {"max_epochs": 6, "target_accuracy": 0.9},
         "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "tests"},
         "cluster": {"storage_path": str(folder / "ray_results")},
+        # Every trial times its model at each batch size: small ones keep the tests quick.
+        "deploy": {"batch_sizes": [1, 8]},
     }
     for key, value in overrides.items():
         node = config
