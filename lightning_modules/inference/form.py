@@ -32,7 +32,7 @@ from lightning_modules.tucker import TuckerConv2d
 
 # Each candidate form of a layer is timed on that layer's own input: small ops, so a few more
 # runs than a whole model's timing cost little and steady the choice.
-_LAYER_RUNS = 9
+_LAYER_RUNS = 7
 _LAYER_WARMUP = 2
 
 

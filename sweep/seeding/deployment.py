@@ -30,6 +30,10 @@ from sweep.tracking.names import (
 )
 
 LATENCY_FILE = "latency.json"  # the latency table, beside seed.json
+# Timed rounds of a trial's model and its dense twin after warm-up rounds, round-robin: a median
+# of 9 side-by-side pairs steadies a ratio to a few percent on a quiet CPU, and keeps a trial's
+# timing to about 0.2 s of a small net (the demo's trials train for seconds).
+TRIAL_RUNS = 9
 
 
 def device_name(device: str) -> str:
@@ -75,6 +79,7 @@ def trial_speed_metrics(
     figures = measure_speed(
         dense_model(config, shape), model, shape.input_shape, deploy.batch_sizes,
         device=config.deploy_device, dtype=getattr(torch, deploy.dtype), threads=deploy.threads,
+        runs=TRIAL_RUNS,
     )  # fmt: skip
     metrics: dict[str, float] = {}
     for batch, figure in figures.items():
