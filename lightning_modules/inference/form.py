@@ -34,6 +34,10 @@ from lightning_modules.tucker import TuckerConv2d
 # runs than a whole model's timing cost little and steady the choice.
 _LAYER_RUNS = 7
 _LAYER_WARMUP = 2
+_NETWORK_RUNS = 7
+# A form that beats dense by at least this much on every example is a clear win: the second
+# whole-network candidate keeps those layers only.
+CLEAR_WIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -111,24 +115,63 @@ def _replace(model: nn.Module, name: str, replacement: nn.Module) -> None:
     setattr(parent, child, replacement)
 
 
+def _built(model: nn.Module, chosen: dict[str, str]) -> nn.Module:
+    """A copy of `model` with each TuckerConv2d replaced by its form in `chosen`."""
+    built = copy.deepcopy(model).eval()
+    for name, module in list(built.named_modules()):
+        if isinstance(module, TuckerConv2d):
+            _replace(built, name, layer_form(module, chosen[name]))
+    built.tucker_forms = dict(chosen)  # type: ignore[assignment]
+    return built
+
+
+def _clear_wins(choices: dict[str, LayerChoice], chosen: dict[str, str]) -> dict[str, str]:
+    """`chosen` with only the layers whose form beat dense by CLEAR_WIN on every example."""
+    kept = dict(chosen)
+    for name, choice in choices.items():
+        form = choice.form
+        if form != "dense" and any(s[form] > CLEAR_WIN * s["dense"] for s in choice.seconds):
+            kept[name] = "dense"
+    return kept
+
+
+def _whole_network(candidates: list[nn.Module], examples: list[Tensor]) -> nn.Module:
+    """The candidate network (the last is all dense) with the smallest mean time relative to
+    the all-dense one, among those no slower than it on any example: a layer timed alone can
+    win and still lose in the network (caches, memory traffic between ops), and this is the
+    check that no deployed form is slower than its dense network."""
+    modules = {str(index): candidate for index, candidate in enumerate(candidates)}
+    dense_key = str(len(candidates) - 1)
+    relative: dict[str, list[float]] = {key: [] for key in modules}
+    for example in examples:
+        seconds = time_modules(modules, example, _NETWORK_RUNS, _LAYER_WARMUP)
+        for key in modules:
+            relative[key].append(seconds[key] / seconds[dense_key])
+    allowed = [key for key in modules if max(relative[key]) <= 1.0]
+    best = min(allowed, key=lambda key: statistics.mean(relative[key]))
+    return modules[best]
+
+
 def inference_form(
     model: nn.Module, example_input: Tensor | Sequence[Tensor], forms: Sequence[str] = FORMS
 ) -> nn.Module:
     """A copy of `model`, in eval mode, whose TuckerConv2d layers are plain torch modules in
     the fastest of `forms` on `example_input` (a batch on the deployment device and dtype, or
-    a list of them: one per batch size deployed at).
-    The copy's `tucker_forms` maps each replaced layer to its form. A layer the model never
-    ran on the example (an unused branch) takes the dense form."""
+    a list of them: one per batch size deployed at). The layers' choices are then checked as
+    a whole network, against the same network with every layer dense (and against keeping only
+    the clear wins): whichever runs fastest, never slower than all dense on any example, is
+    returned. The copy's `tucker_forms` maps each replaced layer to its form. A layer the
+    model never ran on the example (an unused branch) takes the dense form."""
     unknown = [form for form in forms if form not in FORMS]
     if unknown or not forms:
         raise ValueError(f"forms must be some of {FORMS}, got {list(forms)}")
-    fast = copy.deepcopy(model).eval()
-    choices = choose_forms(fast, _examples(example_input), forms)
-    chosen: dict[str, str] = {}
-    for name, module in list(fast.named_modules()):
-        if isinstance(module, TuckerConv2d):
-            choice = choices.get(name)
-            chosen[name] = choice.form if choice is not None else "dense"
-            _replace(fast, name, layer_form(module, chosen[name]))
-    fast.tucker_forms = chosen  # type: ignore[assignment]
-    return fast
+    examples = _examples(example_input)
+    model = copy.deepcopy(model).eval()
+    choices = choose_forms(model, examples, forms)
+    names = [name for name, module in model.named_modules() if isinstance(module, TuckerConv2d)]
+    chosen = {name: choices[name].form if name in choices else "dense" for name in names}
+    if "dense" not in forms or all(form == "dense" for form in chosen.values()):
+        return _built(model, chosen)  # nothing to check against
+    plans = [chosen, _clear_wins(choices, chosen), dict.fromkeys(names, "dense")]
+    unique = [plan for index, plan in enumerate(plans) if plan not in plans[:index]]
+    return _whole_network([_built(model, plan) for plan in unique], examples)
