@@ -346,6 +346,37 @@ _EXPERIMENT_HELP = "MLflow experiment (default: tucker-sweep)."
 REPORT_FORMATS = ("md", "json", "html")
 MINIMISE = ("params", "flops", "latency")
 
+# The recommendation's criteria, the same options for `report` and `export`.
+BudgetOption = Annotated[
+    str | None, typer.Option(help="Parameter budget of the recommended plan, e.g. 50k.")
+]
+MinCompressionOption = Annotated[
+    float, typer.Option(min=0.0, help="Minimum compression of the recommended plan.")
+]
+MaxDropOption = Annotated[
+    float, typer.Option(min=0.0, help="Points of val acc the plan may lose against dense.")
+]
+MinimiseOption = Annotated[
+    str,
+    typer.Option(
+        help="What the recommended plan has least of: params, flops, or latency (the "
+        "highest measured speed-up at the first deploy batch size)."
+    ),
+]
+
+
+def _criteria(budget: str | None, min_compression: float, max_drop: float, minimise: str) -> Any:
+    """The report's Criteria from the options above (ConfigError for a bad one)."""
+    if minimise not in MINIMISE:
+        raise ConfigError(f"--minimise: one of {', '.join(MINIMISE)}, got {minimise!r}")
+    max_params = _parse_count(budget, "--budget")
+    from sweep.report.schema import Criteria
+
+    return Criteria(
+        max_params=max_params, min_compression=min_compression, max_drop=max_drop,
+        minimise=minimise,  # type: ignore[arg-type]
+    )  # fmt: skip
+
 
 def _tracking_settings(config: Path | None, tracking_uri: str | None,
                        experiment: str | None) -> Any:  # fmt: skip
@@ -385,23 +416,10 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="Folder for the report files (default reports/<sweep>).")
     ] = None,
-    budget: Annotated[
-        str | None, typer.Option(help="Parameter budget of the recommended plan, e.g. 50k.")
-    ] = None,
-    min_compression: Annotated[
-        float, typer.Option(min=0.0, help="Minimum compression of the recommended plan.")
-    ] = 1.0,
-    max_drop: Annotated[
-        float,
-        typer.Option(min=0.0, help="Points of val acc the plan may lose against dense."),
-    ] = 0.5,
-    minimise: Annotated[
-        str,
-        typer.Option(
-            help="What the recommended plan has least of: params, flops, or latency (the "
-            "highest measured speed-up at the first deploy batch size)."
-        ),
-    ] = "params",
+    budget: BudgetOption = None,
+    min_compression: MinCompressionOption = 1.0,
+    max_drop: MaxDropOption = 0.5,
+    minimise: MinimiseOption = "params",
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="Also log the files on the sweep's MLflow run.")
     ] = True,
@@ -413,18 +431,11 @@ def report(
     ASHA's saving."""
     if output_format not in REPORT_FORMATS:
         raise ConfigError(f"--format: one of {', '.join(REPORT_FORMATS)}, got {output_format!r}")
-    if minimise not in MINIMISE:
-        raise ConfigError(f"--minimise: one of {', '.join(MINIMISE)}, got {minimise!r}")
-    max_params = _parse_count(budget, "--budget")
+    criteria = _criteria(budget, min_compression, max_drop, minimise)
     _check_out(out)
     settings = _tracking_settings(config, tracking_uri, experiment)
-    from sweep.report.schema import Criteria
     from sweep.report.write import write_sweep_report
 
-    criteria = Criteria(
-        max_params=max_params, min_compression=min_compression, max_drop=max_drop,
-        minimise=minimise,  # type: ignore[arg-type]
-    )  # fmt: skip
     outcome = write_sweep_report(
         settings.tracking.resolved_uri(),
         sweep,
@@ -487,20 +498,10 @@ def export(
             "recommended trial)."
         ),
     ] = None,
-    max_drop: Annotated[
-        float,
-        typer.Option(min=0.0, help="Points of val acc the recommended plan may lose to dense."),
-    ] = 0.5,
-    minimise: Annotated[
-        str,
-        typer.Option(help="What the recommended plan has least of: params, flops or latency."),
-    ] = "params",
-    budget: Annotated[
-        str | None, typer.Option(help="Parameter budget of the recommended plan, e.g. 50k.")
-    ] = None,
-    min_compression: Annotated[
-        float, typer.Option(min=0.0, help="Minimum compression of the recommended plan.")
-    ] = 1.0,
+    max_drop: MaxDropOption = 0.5,
+    minimise: MinimiseOption = "params",
+    budget: BudgetOption = None,
+    min_compression: MinCompressionOption = 1.0,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default exports/<sweep>/<trial>).")
     ] = None,
@@ -519,9 +520,7 @@ def export(
 ) -> None:
     """Export the recommended (or a chosen) trial's model: checkpoint, state dict, and its
     fastest inference form as TorchScript and ONNX; verify it, time it, register it."""
-    if minimise not in MINIMISE:
-        raise ConfigError(f"--minimise: one of {', '.join(MINIMISE)}, got {minimise!r}")
-    max_params = _parse_count(budget, "--budget")
+    criteria = _criteria(budget, min_compression, max_drop, minimise)
     _check_out(out)
     settings = _tracking_settings(config, tracking_uri, experiment)
     if storage_path is None and config is not None:
@@ -534,12 +533,7 @@ def export(
             read_only_hint="--no-register exports the model without registering it",
         )  # fmt: skip
     from sweep.export import ExportCheckError, export_trial  # torch, Lightning
-    from sweep.report.schema import Criteria
 
-    criteria = Criteria(
-        max_params=max_params, min_compression=min_compression, max_drop=max_drop,
-        minimise=minimise,  # type: ignore[arg-type]
-    )  # fmt: skip
     try:
         outcome = export_trial(
             settings.tracking.resolved_uri(),

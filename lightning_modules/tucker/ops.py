@@ -70,6 +70,13 @@ def _pointwise(x: Tensor, matrix: Tensor, bias: Tensor | None = None) -> Tensor:
 Prepared = tuple[Tensor, ...]
 
 
+def _spatial(
+    x: Tensor, kernel: Tensor, bias: Tensor | None, geometry: ConvGeometry, groups: int = 1
+) -> Tensor:
+    """The conv of a path that has the layer's kernel size: its stride, padding, dilation."""
+    return F.conv2d(x, kernel, bias, geometry.stride, geometry.padding, geometry.dilation, groups)
+
+
 def prepare_reconstructed(factors: TuckerFactors, geometry: ConvGeometry) -> Prepared:
     return (reconstruct_kernel(factors, geometry.kernel_size),)
 
@@ -83,7 +90,7 @@ def run_reconstructed(
 ) -> Tensor:
     """One dense convolution with the rebuilt W."""
     (kernel,) = prepared
-    return F.conv2d(x, kernel, bias, geometry.stride, geometry.padding, geometry.dilation)
+    return _spatial(x, kernel, bias, geometry)
 
 
 def prepare_factorized(factors: TuckerFactors, geometry: ConvGeometry) -> Prepared:
@@ -120,9 +127,7 @@ def run_factorized(
     mixed = _pointwise(x, factors.in_factor.t())
     # Grouped conv, C' groups of one map each. (Folding the C' maps into the batch instead
     # measured 2-4x slower on CPU.)
-    spatial = F.conv2d(
-        mixed, filters, None, geometry.stride, geometry.padding, geometry.dilation, in_rank
-    )
+    spatial = _spatial(mixed, filters, None, geometry, groups=in_rank)
     if len(tail) == 1:
         return _pointwise(spatial, tail[0], bias)
     core_unfolded, out_factor = tail
@@ -160,14 +165,7 @@ def run_folded(
     (kernel,) = prepared
     fold_in, fold_out = folds(factors)
     hidden = x if fold_in else _pointwise(x, factors.in_factor.t())
-    hidden = F.conv2d(
-        hidden,
-        kernel,
-        bias if fold_out else None,
-        geometry.stride,
-        geometry.padding,
-        geometry.dilation,
-    )
+    hidden = _spatial(hidden, kernel, bias if fold_out else None, geometry)
     return hidden if fold_out else _pointwise(hidden, factors.out_factor, bias)
 
 

@@ -119,6 +119,7 @@ class DeploymentTiming:
 
     dense_metrics: dict[str, float]  # latency_ms_b<B> of the dense model
     table: dict[str, Any] | None  # LatencyTable.to_json(), for a latency budget
+    device_name: str  # of the device it ran on
 
 
 def measure_deployment(
@@ -131,4 +132,6 @@ def measure_deployment(
     table = None
     if config.decomposition.budget_metric == "latency":
         table = latency_table(config, layers, input_hw).to_json()
-    return DeploymentTiming(dense_latency_metrics(config, shape), table)
+    return DeploymentTiming(
+        dense_latency_metrics(config, shape), table, device_name(config.deploy_device)
+    )

@@ -9,6 +9,7 @@ import json
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ray
 import torch
@@ -24,12 +25,7 @@ from sweep.seeding.baseline import (
     pretrained_references,
     train_baseline,
 )
-from sweep.seeding.deployment import (
-    LATENCY_FILE,
-    DeploymentTiming,
-    device_name,
-    measure_deployment,
-)
+from sweep.seeding.deployment import LATENCY_FILE, DeploymentTiming, measure_deployment
 from sweep.seeding.seed import seed_from_baseline
 from sweep.tracking.layout import SweepTracking, finish_run, log_baseline_run
 from sweep.tracking.names import FINETUNED_BASELINE_KIND
@@ -39,29 +35,24 @@ BASELINE_WEIGHTS = "baseline.pt"
 BASELINE_HISTORY = "baseline_history.yaml"
 
 
+def _on_ray(config: SweepConfig, function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` as a Ray task with a trial's resources: on a cluster it runs on a
+    worker (with its GPU), not on the driver."""
+    resources = {"num_cpus": config.resources.cpu, "num_gpus": config.resources.gpu}
+    return ray.get(ray.remote(**resources)(function).remote(*args))
+
+
 def train_baseline_on_ray(
     config: SweepConfig, shape: DataShape, pretrained: dict[str, torch.Tensor] | None = None
 ) -> tuple[BaselineResult, BaselineResult | None]:
-    """The baseline as a Ray task with a trial's resources: on a cluster it runs on a worker
-    (with its GPU), not on the driver. With `pretrained` weights (model.checkpoint, read by the
-    driver): the given model evaluated as it is, and the given model fine-tuned with a trial's
-    budget (the second dense row); otherwise the trained baseline and None."""
-    resources = {"num_cpus": config.resources.cpu, "num_gpus": config.resources.gpu}
+    """The baseline as a Ray task with a trial's resources. With `pretrained` weights
+    (model.checkpoint, read by the driver): the given model evaluated as it is, and the given
+    model fine-tuned with a trial's budget (the second dense row); otherwise the trained
+    baseline and None."""
     if pretrained is not None:
-        remote = ray.remote(**resources)(pretrained_references)
-        return ray.get(remote.remote(config, shape, pretrained))
-    remote = ray.remote(**resources)(train_baseline)
-    return ray.get(remote.remote(config, shape, baseline_epochs(config), config.max_t)), None
-
-
-def _timed_deployment(
-    config: SweepConfig,
-    shape: DataShape,
-    layers: Sequence[ConvLayer],
-    input_hw: Mapping[str, tuple[int, int]],
-) -> tuple[DeploymentTiming, str]:
-    """measure_deployment, and the name of the device it ran on."""
-    return measure_deployment(config, shape, layers, input_hw), device_name(config.deploy_device)
+        return _on_ray(config, pretrained_references, config, shape, pretrained)
+    trained = _on_ray(config, train_baseline, config, shape, baseline_epochs(config), config.max_t)
+    return trained, None
 
 
 def time_deployment_on_ray(
@@ -69,12 +60,10 @@ def time_deployment_on_ray(
     shape: DataShape,
     layers: Sequence[ConvLayer],
     input_hw: Mapping[str, tuple[int, int]],
-) -> tuple[DeploymentTiming, str]:
+) -> DeploymentTiming:
     """The dense model's latency (and a latency budget's table) as a Ray task with a trial's
     resources: timed where trials run, which has the deployment device when it is their GPU."""
-    resources = {"num_cpus": config.resources.cpu, "num_gpus": config.resources.gpu}
-    remote = ray.remote(**resources)(_timed_deployment)
-    return ray.get(remote.remote(config, shape, list(layers), dict(input_hw)))
+    return _on_ray(config, measure_deployment, config, shape, list(layers), dict(input_hw))
 
 
 class BaselineStep:
@@ -149,8 +138,8 @@ class BaselineStep:
             f"deployment: timing the dense model on {config.deploy_device}"
             + (f" and {len(timed)} layers for the latency table" if timed else "")
         )
-        timing, name = time_deployment_on_ray(config, shape, timed, input_hw)
-        tracking.client.log_param(tracking.parent_run_id, "deploy/device_name", name)
+        timing = time_deployment_on_ray(config, shape, timed, input_hw)
+        tracking.client.log_param(tracking.parent_run_id, "deploy/device_name", timing.device_name)
         return timing
 
     def _write_table(self, tracking: SweepTracking, run_id: str, table: dict) -> None:
