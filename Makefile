@@ -26,7 +26,10 @@ test: $(STAMP)
 	$(BIN)/deptry .  # the packages import only what pyproject.toml declares
 	$(BIN)/deptry tests benchmarks scripts examples --ignore DEP002,DEP004 --exclude '^$$' --extend-exclude '^$$'  # they may use the dev extra
 	sh scripts/ensure-chromium.sh  # headless Chromium for the HTML report test (apt, if root)
-	$(BIN)/pytest
+	# Two processes, whole files each (module fixtures are built once): most of the suite's time
+	# is real processes starting and waiting (CLIs, Ray, MLflow servers, paced epochs), which the
+	# second process overlaps on two cores. tests/conftest.py starts the longest files first.
+	$(BIN)/pytest --numprocesses 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

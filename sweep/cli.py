@@ -17,7 +17,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sweep.errors import ConfigError, SweepInterrupted, TuckerSweepError, shorten, user_errors
+from sweep.errors import (
+    ConfigError,
+    SweepInterrupted,
+    TuckerSweepError,
+    shorten,
+    user_errors,
+    user_message,
+)
 from sweep.live_view import LiveView
 from sweep.tracking.redact import redact
 
@@ -324,13 +331,22 @@ def seed(
     )
     table.add_column("layer")
     table.add_column("shape")
-    table.add_column("candidates: ranks  compression  HOOI error")
+    table.add_column("candidates: ranks  compression  error bound")
     for name, layer in outcome.artifacts.seed.layers.items():
         cells = [
-            f"{tuple(c.ranks)}  {c.compression:.1f}x  {c.hooi_error:.3f}" for c in layer.candidates
+            f"{tuple(c.ranks)}  {c.compression:.1f}x  {c.error_bound:.3f}" for c in layer.candidates
         ]
         table.add_row(name, "x".join(map(str, layer.shape)), "\n".join(cells))
     console.print(table)
+    deploy = settings.deploy
+    timed = ", ".join(
+        f"b{batch} {ms:.1f} ms (median of {outcome.dense_latency.rounds[batch]})"
+        for batch, ms in outcome.dense_latency.ms.items()
+    )
+    console.print(
+        f"dense latency on {settings.deploy_device}, {deploy.threads} thread(s), {deploy.dtype}: "
+        f"{timed}"
+    )
     console.print(
         f"baseline val_acc {outcome.baseline_val_acc:.4f} | rank space {outcome.seeded_space:,} "
         f"plans seeded vs {outcome.unseeded_space:,} unseeded | {outcome.artifacts.seed_path}, "
@@ -649,7 +665,7 @@ def _run(command: Any, args: list[str]) -> None:
         print(f"tucker-sweep: {redact(str(interrupted))}", file=sys.stderr)
         sys.exit(interrupted.exit_status)
     except TuckerSweepError as error:
-        _fail(str(error).replace("\n", " "))
+        _fail(user_message(error).replace("\n", " "))
     except user_errors() as error:  # evaluated only when an exception gets here
-        _fail(str(error).replace("\n", " "))
+        _fail(user_message(error).replace("\n", " "))
     sys.exit(exit_code if isinstance(exit_code, int) else 0)

@@ -93,34 +93,82 @@ class DataConfig(StrictModel):
 
 class ModelConfig(StrictModel):
     """Which network: a built-in by `name` (lightning_modules.nets.MODELS), a user's
-    `factory` ("package.module:callable", called with `options`), or a `torchvision` model by
-    name; `checkpoint`: trained weights of it to compress (then nothing trains from scratch:
-    the trials fine-tune from HOOI of these weights)."""
+    `factory` ("package.module:callable", called with `options`), a `torchvision` model or a
+    `timm` model by name (`options` go to torchvision.models.get_model or timm.create_model);
+    `pretrained`: a torchvision or timm model starts from its published weights, read from
+    the local caches only (torch hub's, Hugging Face's); `checkpoint`: trained weights of it
+    to compress (then nothing trains from scratch: the trials fine-tune from HOOI of these
+    weights)."""
 
     name: str = "vgg_small"
     factory: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     torchvision: str | None = Field(None, min_length=1)
+    timm: str | None = Field(None, min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    pretrained: bool = Field(False, strict=True)  # YAML's true, not 'yes' or 1
     checkpoint: str | None = Field(None, min_length=1)
+
+    @field_validator("timm")
+    @classmethod
+    def _timm_name(cls, value: str | None) -> str | None:
+        # "hf-hub:org/repo" and "local-dir:path" would have timm read a config from the hub.
+        if value is not None and ":" in value:
+            raise ValueError(
+                "a model name of timm.list_models() (a .tag allowed), not a hub or folder "
+                f"reference, got {echo(value)}"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pretrained_as_option(cls, raw: Any) -> Any:
+        # lightning_modules.nets.build_model takes `pretrained` as an option of torchvision and
+        # timm models, and every caller hands it model.options: folded in here, the flag
+        # reaches them all (the baseline, each trial, `train`), and a stored config, which
+        # holds both, reads back the same.
+        if not isinstance(raw, dict) or raw.get("pretrained") is not True:
+            return raw
+        options = raw.get("options", {})
+        if not isinstance(options, dict):
+            return raw  # the field's own check names it
+        if options.get("pretrained", True) is not True:
+            raise ValueError("model.options.pretrained contradicts model.pretrained: true")
+        return {**raw, "options": {**options, "pretrained": True}}
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
-        sources = [key for key in ("factory", "torchvision") if getattr(self, key) is not None]
+        sources = [
+            key for key in ("factory", "torchvision", "timm") if getattr(self, key) is not None
+        ]
         # A stored config spells the default name out beside a factory: only another name
         # is a conflict.
         named = self.name != ModelConfig.model_fields["name"].default
         if len(sources) > 1 or (sources and named):
-            raise ValueError("give one of model.name, model.factory or model.torchvision")
+            raise ValueError(
+                "give one of model.name, model.factory, model.torchvision or model.timm"
+            )
+        published = bool(sources) and sources[0] in ("torchvision", "timm")
+        if self.pretrained and not published:
+            raise ValueError(
+                "only a torchvision or timm model has published weights (model.pretrained); "
+                "give your own weights as model.checkpoint"
+            )
+        if self.pretrained and self.checkpoint is not None:
+            raise ValueError("give model.pretrained or model.checkpoint, not both")
+        if published and self.options.get("pretrained") and not self.pretrained:
+            raise ValueError("write model.pretrained: true, not model.options.pretrained")
         return self
 
     @property
     def spec(self) -> str:
-        """What lightning_modules.nets.build_model takes (its FACTORY_PREFIX and
-        TORCHVISION_PREFIX strings for a factory or a torchvision model)."""
+        """What lightning_modules.nets.build_model takes (its FACTORY_PREFIX, TORCHVISION_PREFIX
+        and TIMM_PREFIX strings for a factory, a torchvision or a timm model)."""
         if self.factory is not None:
             return f"factory:{self.factory}"
         if self.torchvision is not None:
             return f"torchvision:{self.torchvision}"
+        if self.timm is not None:
+            return f"timm:{self.timm}"
         return self.name
 
 
@@ -402,11 +450,28 @@ class SchedulerConfig(StrictModel):
     brackets: int = Field(1, ge=1, le=100)  # more than log(max_t) brackets are empty
 
 
-class ResourcesConfig(StrictModel):
-    """Per trial; fractions share a GPU between trials."""
+MAX_WORKERS = 1024
 
+
+class ResourcesConfig(StrictModel):
+    """Per trial; fractions share a GPU between trials. With `workers` > 1, every trial and the
+    dense baseline train data-parallel (DDP) on that many Ray Train workers, `cpu` and `gpu`
+    are per worker, and training.batch_size is split over them (sweep/tuning/train_workers.py)."""
+
+    workers: int = Field(1, ge=1, le=MAX_WORKERS)
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> ResourcesConfig:
+        # A DDP rank drives one device: two ranks on one GPU fail in NCCL, and a second GPU of
+        # one worker would sit idle.
+        if self.workers > 1 and self.gpu not in (0, 1):
+            raise ValueError(
+                f"gpu: {self.gpu:g} per worker with {self.workers} workers, but a worker "
+                "drives one GPU: for N GPUs per trial, give gpu: 1 and workers: N"
+            )
+        return self
 
 
 class StoppingConfig(StrictModel):

@@ -46,6 +46,14 @@ def first_line(error: BaseException) -> str:
     return shorten((str(error).strip().splitlines() or [type(error).__name__])[0], LINE_LIMIT)
 
 
+def user_message(error: BaseException) -> str:
+    """What a user error says. One raised in a Ray task (the dense baseline, say) reaches the
+    driver as Ray's RayTaskError subclass of its type, whose text is the task's traceback: the
+    message is that of its `cause`, the error the task raised."""
+    cause = getattr(error, "cause", None)
+    return str(cause if isinstance(cause, BaseException) else error)
+
+
 def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
     """`text` on one line, cut to about `limit` characters with a note of its full length."""
     text = " ".join(text.splitlines())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from support.cli import run_cli, run_cli_in_process, write_config
 
 Setup = Callable[[Path], None]
@@ -101,6 +102,22 @@ def pickled_checkpoint(overrides: dict | None = None) -> Setup:
     return setup
 
 
+def image_folder(classes: dict[str, list[str]], corrupt: tuple[str, ...] = ()) -> Setup:
+    """images/<class>/<name> as 4x4 PNGs (`corrupt` ones as text), and a sweep on them."""
+
+    def setup(folder: Path) -> None:
+        for name, files in classes.items():
+            (folder / "images" / name).mkdir(parents=True)
+            for file in files:
+                Image.new("L", (4, 4), 128).save(folder / "images" / name / file)
+        for path in corrupt:
+            (folder / "images" / path).write_text("not a PNG")
+        options = {"root": str(folder / "images"), "image_size": 8}
+        sweep({"data": {"name": "image_folder", "options": options}})(folder)
+
+    return setup
+
+
 def nothing(folder: Path) -> None:
     """The command line holds all of the bad input."""
 
@@ -152,6 +169,12 @@ CASES = [
      "for model 'vgg_small': its weights alone need"),
     (sweep({"data.options": {"val_fraction": "half"}}, refused_later=False), LAUNCH,
      "data.options {'val_fraction': 'half'}: "),
+    # Models from packages (issue 21): a hub reference would have timm read the hub; published
+    # weights are for torchvision and timm models. (Without the package: test_own_model.py.)
+    (sweep({"model": {"timm": "hf-hub:timm/resnet18.a1_in1k"}}), LAUNCH,
+     "model.timm: a model name of timm.list_models() (a .tag allowed), not a hub or folder"),
+    (sweep({"model": {"name": "vgg_small", "pretrained": True}}), LAUNCH,
+     "only a torchvision or timm model has published weights (model.pretrained)"),
     # The user's own code: what it raises is named; what cannot build a model is not called.
     (factory(f"{BROKEN}:make"), LAUNCH,
      f"model factory '{BROKEN}:make': importing {BROKEN} raised ZeroDivisionError: division"),
@@ -184,6 +207,12 @@ CASES = [
      "data.npz: array x declares shape (1000000, 1, 100000, 100000) of float32"),
     (npz_with_huge_labels, TRAIN_NPZ,
      "labels y go up to 1,000,000,000,000: class indices must be below 100,000"),
+    # An image folder (issue 21): no images, one class, a file that is not an image.
+    (image_folder({"cats": []}), LAUNCH, "no images in class folders under "),
+    (image_folder({"cats": ["a.png", "b.png"]}), LAUNCH, "/images holds a single class (cats)"),
+    (image_folder({"cats": ["a.png", "b.png"], "dogs": ["c.png", "d.png"]},
+                  corrupt=("dogs/d.png",)),
+     LAUNCH, "/images/dogs/d.png: not an image file Pillow can read"),
 ]  # fmt: skip
 
 # What a refusal may allocate beyond what the test process holds: without the fixes, a label of
@@ -214,6 +243,7 @@ def memory_cap(headroom: int):
 @pytest.mark.parametrize(("setup", "args", "message"), CASES)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capfd, monkeypatch, setup, args, message):
     monkeypatch.syspath_prepend(str(tmp_path))  # the factory cases' modules
+    monkeypatch.setenv("TUCKER_SWEEP_DATA", str(tmp_path / "data"))  # data modules' caches
     for name in (FACTORIES, BROKEN):
         monkeypatch.delitem(sys.modules, name, raising=False)
     setup(tmp_path)

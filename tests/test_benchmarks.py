@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,3 +78,83 @@ def test_inference_speed_quick_run_writes_measured_rows_and_checks(tmp_path):
     for check in report["checks"]:
         verdict = {True: "PASS", False: "FAIL", None: "SKIP"}[check["passed"]]
         assert f"{verdict}  {check['name']}" in result.stdout
+
+
+def test_seed_speed_quick_run_scores_ranks_and_seeds(tmp_path):
+    out = tmp_path / "seed_speed.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "seed_speed.py"), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    (scoring,) = report["scoring"]
+    assert scoring["net"] == "resnet18" and scoring["layers"] == 19, "20 convs but the input one"
+    assert scoring["new_s"] > 0 and scoring["old_s_extrapolated"] > 0
+    # --quick times the old scoring on two shapes only, so no speed-up is claimed.
+    assert scoring["old_layers_covered"] < scoring["layers"] and scoring["speedup"] is None
+    assert "extrapolated" in result.stdout
+    (ranking,) = report["ranking"]
+    rhos = [row["rho_random"] for row in ranking["layers"] if row["rho_random"] is not None]
+    assert len(ranking["layers"]) == 3 and rhos and all(-1 <= rho <= 1 for rho in rhos)
+    # HOOI error <= truncated-HOSVD error <= bound <= sqrt(3) x HOOI error, at every triple.
+    ratio = ranking["summary"]["hooi_over_bound"]
+    assert 3**-0.5 - 1e-6 <= ratio["min"] <= ratio["max"] <= 1 + 1e-6
+    seed = report["seed"]
+    assert seed["net"] == "resnet18" and seed["after"]["layers"] == 19
+    assert len(seed["after"]["runs_s"]) == 1 and seed["after"]["median_s"] > 0
+    assert "dense latency on cpu" in seed["after"]["latency_line"]
+
+
+def _does_not_load(package: str) -> str | None:
+    """Why `package` does not import here, or None."""
+    try:
+        importlib.import_module(package)
+    except Exception as error:  # missing, or a build for another torch ("torchvision::nms")
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+TORCHVISION_MODELS = ROOT / "benchmarks" / "torchvision_models.py"
+
+
+@pytest.mark.parametrize(("flags", "package"), [([], "torchvision"), (["--timm"], "timm")])
+def test_torchvision_models_says_in_one_line_where_the_package_does_not_load(
+    tmp_path, flags, package
+):
+    if _does_not_load(package) is None:
+        pytest.skip(f"{package} loads here; this checks the run without it")
+    out = tmp_path / "models.json"
+    result = subprocess.run(
+        [sys.executable, str(TORCHVISION_MODELS), *flags, "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]  # documented: nothing to measure here
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{package} does not load here: "), lines
+    assert not out.exists()
+
+
+@pytest.mark.skipif(
+    _does_not_load("torchvision") is not None,
+    reason=f"needs a torchvision that loads beside this torch ({_does_not_load('torchvision')})",
+)
+def test_torchvision_models_quick_run_writes_a_row_per_model(tmp_path):
+    out = tmp_path / "models.json"
+    result = subprocess.run(
+        [sys.executable, str(TORCHVISION_MODELS), "--models", "squeezenet1_1,vit_b_16",
+         "--quick", "--device", "cpu", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    squeezenet, vit = report["rows"]
+    assert squeezenet["status"] == "ok", squeezenet
+    assert squeezenet["full_rank_error"] <= report["settings"]["tolerance"]
+    assert squeezenet["decomposable"] == 25 and squeezenet["params_ratio"] < 1
+    assert squeezenet["dense_ms"] > 0 and squeezenet["latency_ratio"] > 0
+    assert sum(squeezenet["ratio_forms"].values()) == 25
+    # A vision transformer's only conv is its input (patch) conv: a row saying so.
+    assert vit["status"] == "not decomposable" and "input one" in vit["reason"]
+    assert report["summary"] == {"ok": 1, "not decomposable": 1}
+    assert "squeezenet1_1" in result.stdout and "not decomposable" in result.stdout

@@ -4,6 +4,7 @@ user's module and TuckerConv2d; and one-line errors for what a user can get wron
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
-from support.cli import CLI, cli_env, run_cli_in_process
+from support.cli import CLI, cli_env, run_cli_in_process, write_config
 
 from lightning_modules.data import make_datamodule
 from lightning_modules.nets import build_model, conv_layers, decompose, skipped_convs
@@ -31,6 +32,14 @@ from sweep.tuning.launch import inspect_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own_model"
+
+
+def _loads(package: str) -> bool:
+    try:
+        importlib.import_module(package)
+    except Exception:  # missing, or a build for another torch ("operator torchvision::nms")
+        return False
+    return True
 
 
 def env() -> dict[str, str]:
@@ -175,6 +184,21 @@ def test_the_cli_refuses_a_model_it_cannot_compress_in_one_line(
         ({"checkpoint": "data.npz"}, "is not a PyTorch weights file"),
         ({"torchvision": "resnet18", "options": {}, "checkpoint": None}, "torchvision"),
         ({"name": "resnet8", "factory": "my_cnn:build"}, "give one of model.name"),
+        ({"factory": None, "timm": "resnet18", "torchvision": "resnet18", "options": {}},
+         "give one of model.name, model.factory, model.torchvision or model.timm"),
+        # Published weights (model.pretrained) are for torchvision and timm models, and are not
+        # a second set of given weights.
+        ({"factory": None, "name": "resnet8", "options": {}, "pretrained": True,
+          "checkpoint": None}, "only a torchvision or timm model has published weights"),
+        ({"factory": None, "timm": "resnet18", "options": {}, "pretrained": True},
+         "give model.pretrained or model.checkpoint, not both"),
+        ({"factory": None, "timm": "resnet18", "options": {"pretrained": True},
+          "checkpoint": None}, "write model.pretrained: true, not model.options.pretrained"),
+        ({"factory": None, "timm": "hf-hub:timm/resnet18.a1_in1k", "options": {},
+          "checkpoint": None}, "model.timm: a model name of timm.list_models()"),
+        pytest.param({"factory": None, "timm": "resnet18", "options": {}, "checkpoint": None},
+                     "model timm: resnet18 needs timm", marks=pytest.mark.skipif(
+                         _loads("timm"), reason="timm loads here; this checks its absence")),
     ],
 )  # fmt: skip
 def test_models_that_cannot_be_compressed_are_user_errors(trained, model, message, monkeypatch):
@@ -220,3 +244,41 @@ def test_weights_are_read_from_the_usual_files_and_matched_by_name(tmp_path, mon
     missing = {k: v for k, v in state.items() if not k.startswith("head")}
     with pytest.raises(PretrainedWeightsError, match=r"2 of its \d+ tensors are missing"):
         match_state_dict(model, missing, "partial.pt")
+
+
+@pytest.mark.parametrize(("source", "extra"), [("torchvision", "vision"), ("timm", "timm")])
+@pytest.mark.parametrize("pretrained", [False, True])
+def test_a_package_model_where_the_package_does_not_load_is_one_line_and_exit_2(
+    tmp_path, capfd, source, extra, pretrained
+):
+    if _loads(source):
+        pytest.skip(f"{source} loads here; this checks the error without it")
+    write_config(tmp_path, {"model": {source: "resnet18", "pretrained": pretrained}})
+    result = run_cli_in_process("launch", "sweep.yaml", cwd=tmp_path, capfd=capfd)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert f"model {source}: resnet18 needs {source}" in lines[0]
+    assert f"pip install 'tucker-sweep[{extra}]'" in lines[0]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "where"),
+    [("torchvision", "torch/hub/checkpoints/resnet18-f37072fd.pth"),
+     ("timm", "hf/models--timm--resnet18.a1_in1k")],
+)  # fmt: skip
+def test_published_weights_not_in_the_cache_are_one_line_and_exit_2(
+    tmp_path, capfd, monkeypatch, source, where
+):
+    if not _loads(source):
+        pytest.skip(f"needs a {source} that loads beside this torch")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    write_config(tmp_path, {"model": {source: "resnet18", "pretrained": True}})
+    result = run_cli_in_process("launch", "sweep.yaml", cwd=tmp_path, capfd=capfd)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path / where) in lines[0], result.stderr[-2000:]
+    assert "never downloads" in lines[0]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()

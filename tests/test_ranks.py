@@ -1,9 +1,12 @@
-"""Rank selection: mode spectra, energy and VBMF ranks, HOOI errors and candidate triples, on
-synthetic kernels of known multilinear rank and on the real models (no mocks)."""
+"""Rank selection: mode spectra, energy and VBMF ranks, HOOI errors, the spectra's error bound
+and candidate triples, on synthetic kernels of known multilinear rank and on the real models (no
+mocks)."""
 
 import copy
 import dataclasses
 import itertools
+import math
+import threading
 
 import lightning.pytorch as pl
 import numpy as np
@@ -18,10 +21,14 @@ from lightning_modules.ranks import (
     NoDecomposableLayersError,
     candidate_ranks,
     energy_rank,
+    error_bound,
     mode_spectra,
     seeded_space_size,
     vbmf_rank,
 )
+from lightning_modules.ranks.spectra import unfoldings
+from lightning_modules.ranks.thread_pool import map_on_threads
+from lightning_modules.ranks.vbmf import vbmf_rank_of_singular_values
 from lightning_modules.tucker import TuckerConv2d, hooi, ranks_from_spec, validate_ranks
 from sweep.config import SweepConfig
 
@@ -146,6 +153,20 @@ def test_vbmf_finds_the_rank_of_a_low_rank_matrix_in_moderate_noise():
         vbmf_rank(np.ones(4))
 
 
+def test_vbmf_from_singular_values_agrees_with_vbmf_of_the_matrix(synthetic):
+    """The candidates' VBMF ranks come from the spectra, not from another SVD of each unfolding."""
+    signal, noise = synthetic
+    kernel = signal + noise
+    spectra = mode_spectra(kernel)
+    for values, unfolding in zip(spectra.as_tuple(), unfoldings(kernel), strict=True):
+        shape = tuple(unfolding.shape)
+        assert vbmf_rank_of_singular_values(values, shape) == vbmf_rank(unfolding)
+        assert vbmf_rank_of_singular_values(values[::-1], shape[::-1]) == vbmf_rank(unfolding)
+    assert vbmf_rank_of_singular_values(np.zeros(4), (4, 9)) == 0
+    with pytest.raises(ValueError, match="has 4 singular values, got"):
+        vbmf_rank_of_singular_values(np.ones(3), (4, 9))
+
+
 # ---- HOOI ----------------------------------------------------------------------------------------
 
 
@@ -156,6 +177,91 @@ def test_hooi_at_the_true_ranks_leaves_only_the_noise(synthetic):
     error = hooi(kernel, TRUE_RANKS).relative_error
     assert noise_level / 2 <= error <= 2 * noise_level
     assert hooi(kernel, (3, 2, 2)).relative_error > 10 * noise_level
+
+
+# ---- the error bound -----------------------------------------------------------------------------
+
+
+def _truncated_hosvd_error(kernel: torch.Tensor, ranks: tuple[int, int, int]) -> float:
+    """||W - W_hat|| / ||W|| of the truncated HOSVD: W projected, in each mode, onto the leading
+    left singular vectors of that mode's unfolding."""
+    three_way = kernel.reshape(kernel.shape[0], kernel.shape[1], -1)
+    projected = three_way
+    for mode, rank in enumerate(ranks):
+        basis = torch.linalg.svd(_unfold(three_way, mode), full_matrices=False)[0][:, :rank]
+        moved = projected.movedim(mode, 0)
+        flat = basis @ (basis.T @ moved.reshape(moved.shape[0], -1))
+        projected = flat.reshape(moved.shape).movedim(0, mode)
+    return float((three_way - projected).norm() / three_way.norm())
+
+
+def test_the_error_bound_bounds_hosvd_and_hooi_and_is_within_sqrt_3_of_hooi(synthetic):
+    """HOOI error <= truncated-HOSVD error <= bound <= sqrt(3) x the best error <= sqrt(3) x
+    HOOI error (De Lathauwer et al. 2000), at triples below, at and above the true ranks."""
+    signal, noise = synthetic
+    kernel = signal + noise
+    spectra = mode_spectra(kernel)
+    for ranks in [(1, 1, 1), (3, 2, 2), (6, 2, 3), (2, 4, 3), TRUE_RANKS, (9, 7, 5), (16, 12, 9)]:
+        bound = error_bound(spectra, ranks)
+        hosvd = _truncated_hosvd_error(kernel, ranks)
+        fitted = hooi(kernel, ranks).relative_error
+        assert fitted <= hosvd + 1e-9 and hosvd <= bound + 1e-9, ranks
+        assert bound <= math.sqrt(3) * fitted + 1e-9, ranks
+    # Squared, the bound is the sum of the left-out energy shares of the three modes.
+    shares = [float(np.sum(s[r:] ** 2) / np.sum(s**2)) for s, r in zip(spectra.as_tuple(),
+              (3, 2, 2), strict=True)]  # fmt: skip
+    assert error_bound(spectra, (3, 2, 2)) == pytest.approx(math.sqrt(sum(shares)), rel=1e-12)
+    assert error_bound(mode_spectra(signal), TRUE_RANKS) < 1e-6, "exact at the true ranks"
+    assert error_bound(spectra, (16, 12, 9)) == 0.0, "nothing left out"
+
+
+@pytest.fixture
+def two_torch_threads():
+    """This thread at two torch threads (so that the workers' one differs from it), then as it
+    was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield 2
+    torch.set_num_threads(before)
+
+
+def test_layers_analysed_on_threads_are_those_analysed_one_by_one(two_torch_threads):
+    model = build_model("resnet8", 3, 10)
+    one_by_one = candidate_ranks(model, thresholds=(0.5, 0.9), input_shape=(3, 8, 8), workers=1)
+    threads = two_torch_threads
+    on_threads = candidate_ranks(model, thresholds=(0.5, 0.9), input_shape=(3, 8, 8), workers=3)
+    assert list(on_threads) == list(one_by_one), "the model's layer order"
+    for name, analysis in on_threads.items():
+        expected = one_by_one[name]
+        assert [c.ranks for c in analysis.candidates] == [c.ranks for c in expected.candidates]
+        for mine, theirs in zip(analysis.spectra.as_tuple(), expected.spectra.as_tuple(),
+                                strict=True):  # fmt: skip
+            np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12)
+        bounds = [c.error_bound for c in analysis.candidates]
+        assert bounds == pytest.approx([c.error_bound for c in expected.candidates], rel=1e-9)
+    # torch.set_num_threads in a worker also sets the default a new thread starts with: the
+    # pool puts it back, so a thread started later sees the caller's count, not the workers' 1.
+    assert torch.get_num_threads() == threads
+    seen = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert seen == [threads]
+
+
+def test_map_on_threads_keeps_order_and_raises_a_call_s_error():
+    assert map_on_threads(lambda x: x * x, list(range(7)), workers=3) == [x * x for x in range(7)]
+    assert map_on_threads(lambda x: x, [], workers=2) == []
+
+    def fails_on_three(x: int) -> int:
+        if x == 3:
+            raise ArithmeticError(f"item {x}")
+        return x
+
+    with pytest.raises(ArithmeticError, match="item 3"):
+        map_on_threads(fails_on_three, list(range(6)), workers=2)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        map_on_threads(fails_on_three, [1], workers=0)
 
 
 # ---- candidates ----------------------------------------------------------------------------------
@@ -179,7 +285,7 @@ def test_candidates_of_a_known_rank_kernel(synthetic):
     assert analysis.shape == SHAPE
     by_ranks = {candidate.ranks: candidate for candidate in analysis.candidates}
     assert by_ranks[TRUE_RANKS].thresholds == (0.99,)
-    assert by_ranks[TRUE_RANKS].hooi_error < 0.02
+    assert by_ranks[TRUE_RANKS].error_bound < 0.02
     assert [c.params for c in analysis.candidates] == sorted(c.params for c in analysis.candidates)
     best = by_ranks[TRUE_RANKS]
     assert best.params == 6 * 4 * 3 + 16 * 6 + 12 * 4 + 9 * 3
@@ -205,7 +311,7 @@ def test_infeasible_energy_ranks_are_made_feasible_with_a_note():
     assert cheap.ranks == (1, 1, 1) and cheap.thresholds == (0.8, 0.9)
     assert cheap.note == "ranks (2, 1, 1) made feasible as (1, 1, 1)"
     assert exact.ranks == (2, 2, 2) and exact.thresholds == (1.0,) and exact.note is None
-    assert exact.hooi_error < 1e-6
+    assert exact.error_bound < 1e-6
     assert seeded_space_size({"1": analysis}) == 2
 
 
@@ -244,7 +350,7 @@ def test_tucker_layers_are_analysed_through_their_reconstructed_kernel():
     decompose(model, {"block2.conv2": (5, 4, 3)}, init="hooi", implementation="factorized")
     analysis = candidate_ranks(model, thresholds=(0.5, 1.0))["block2.conv2"]
     assert analysis.candidates[-1].ranks == (5, 4, 3)
-    assert analysis.candidates[-1].hooi_error < 1e-5
+    assert analysis.candidates[-1].error_bound < 1e-5
     assert all(c.ranks[i] <= (5, 4, 3)[i] for c in analysis.candidates for i in range(3))
 
 

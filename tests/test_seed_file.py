@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from lightning_modules.nets import build_model
-from lightning_modules.ranks import candidate_ranks
+from lightning_modules.ranks import ModeSpectra, candidate_ranks, error_bound
 from sweep.errors import TuckerSweepError
 from sweep.seeding.seed_file import (
     SCHEMA_NAME,
+    SCHEMA_VERSION,
     SeedFile,
     SeedFileError,
     build_seed,
@@ -75,11 +76,12 @@ def test_round_trip_is_exact(seed, seed_path):
     assert restored == seed
     assert restored.model_dump() == seed.model_dump()
     raw = json.loads(seed_path.read_text())
-    assert raw["schema_name"] == SCHEMA_NAME and raw["schema_version"] == 1
+    assert raw["schema_name"] == SCHEMA_NAME and raw["schema_version"] == SCHEMA_VERSION == 2
     layer = raw["layers"][LAYER]
     assert set(layer["spectra"]) == {"out", "in", "spatial"}
     assert all(isinstance(value, float) for value in layer["spectra"]["out"])
-    assert isinstance(layer["candidates"][0]["hooi_error"], float)
+    assert "hooi_error" not in layer["candidates"][0]
+    assert isinstance(layer["candidates"][0]["error_bound"], float)
     assert layer["shape"] == [32, 16, 3, 3]
     assert restored.baseline.checkpoint == "runs/baseline/dense.ckpt"
     assert restored.created.tzinfo is not None
@@ -114,9 +116,45 @@ def test_wrong_schema_name(seed_path):
 
 
 def test_future_schema_version(seed_path):
-    variant = _variant(seed_path, lambda c: c.update(schema_version=2, layers="reorganised"))
-    with pytest.raises(SeedFileError, match=r"newer tucker-sweep \(version 2 > 1\): upgrade"):
+    variant = _variant(seed_path, lambda c: c.update(schema_version=3, layers="reorganised"))
+    with pytest.raises(SeedFileError, match=r"newer tucker-sweep \(version 3 > 2\): upgrade"):
         read_seed(variant)
+
+
+def _as_version_1(content):
+    """The file as version 1 wrote it: each candidate scored by a HOOI error, no bound."""
+    content["schema_version"] = 1
+    for layer in content["layers"].values():
+        for candidate in layer["candidates"]:
+            candidate["hooi_error"] = 0.5 * candidate.pop("error_bound")
+
+
+def test_version_1_files_are_read_with_the_bound_from_their_own_spectra(seed, seed_path):
+    restored = read_seed(_variant(seed_path, _as_version_1))
+    assert restored.schema_version == SCHEMA_VERSION
+    assert restored.layer_names() == seed.layer_names()
+    for name, layer in restored.layers.items():
+        assert layer.spectra == seed.layers[name].spectra
+        spectra = ModeSpectra(*(np.asarray(v) for v in (layer.spectra.out, layer.spectra.in_,
+                                                       layer.spectra.spatial)))  # fmt: skip
+        for mine, written in zip(layer.candidates, seed.layers[name].candidates, strict=True):
+            assert mine.ranks == written.ranks
+            assert mine.error_bound == pytest.approx(written.error_bound, rel=1e-12)
+            assert mine.error_bound == pytest.approx(error_bound(spectra, mine.ranks), rel=1e-12)
+    assert any(c.error_bound > 0.1 for layer in restored.layers.values() for c in layer.candidates)
+
+
+def test_a_damaged_version_1_file_is_refused_in_one_line(seed_path):
+    def damaged(content):
+        _as_version_1(content)
+        content["layers"][LAYER]["candidates"][0]["ranks"] = ["4", 1, 1]
+        content["layers"][LAYER]["spectra"]["out"] = "lost"
+
+    with pytest.raises(SeedFileError) as error:
+        read_seed(_variant(seed_path, damaged))
+    message = str(error.value)
+    assert f"layers['{LAYER}'].spectra.out" in message and "\n" not in message
+    assert "regenerate it with `tucker-sweep seed`" in message
 
 
 def test_missing_field(seed_path):

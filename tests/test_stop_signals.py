@@ -139,7 +139,8 @@ def test_sigint_and_sigterm_at_any_moment_stop_cleanly_and_resume(tmp_path):
 
 @pytest.mark.slow
 def test_seed_stopped_while_it_analyses_leaves_no_run_running(tmp_path):
-    # Many thresholds: seconds of HOOI after the baseline run is created, for the signal.
+    # Many thresholds and a wider net: the analysis and its plot after the baseline run is
+    # created take long enough for the signal to land there.
     thresholds = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995]
     config = write_config(tmp_path, {
         "decomposition.seed_epochs": 1, "decomposition.thresholds": thresholds,

@@ -1,4 +1,5 @@
-"""LightningDataModules by name: digits (offline default), mnist, fashion_mnist, cifar10, npz.
+"""LightningDataModules by name: digits (offline default), mnist, fashion_mnist, cifar10, npz,
+image_folder (a folder of images per class, local or s3://, decoded per item).
 
     dm = make_datamodule("digits", seed=0, batch_size=64)
     dm.num_classes, dm.input_shape        # 10, (1, 8, 8): known before setup()
@@ -20,8 +21,10 @@ from lightning_modules.data.errors import (
     InvalidDatasetError,
     TorchvisionUnavailableError,
     UnknownDatasetError,
+    UnreadableImageError,
 )
 from lightning_modules.data.idx import read_idx
+from lightning_modules.data.image_folder import ImageFolderDataModule
 from lightning_modules.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_mnist_idx
 from lightning_modules.data.npz import NpzDataModule, load_npz
 from lightning_modules.data.registry import DATAMODULES, DATASET_NAMES, make_datamodule
@@ -42,11 +45,13 @@ __all__ = [
     "DatasetWarning",
     "DigitsDataModule",
     "FashionMNISTDataModule",
+    "ImageFolderDataModule",
     "InvalidDatasetError",
     "MNISTDataModule",
     "NpzDataModule",
     "TorchvisionUnavailableError",
     "UnknownDatasetError",
+    "UnreadableImageError",
     "data_home",
     "load_npz",
     "make_datamodule",

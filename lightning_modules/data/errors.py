@@ -23,6 +23,19 @@ class UnknownDatasetError(DataError, ValueError):
     """No data module is registered under the name asked for."""
 
 
+class UnreadableImageError(InvalidDatasetError):
+    """An image file that cannot be read or decoded; the message names the file."""
+
+    def __init__(self, message: str) -> None:
+        # An error raised in a DataLoader worker is raised again in the main process as
+        # type(error)(text), where torch's text is a header, the worker's traceback and, last,
+        # this class's own line: the user needs only that line (the file and the reason).
+        own_line = f"{type(self).__name__}: "
+        if message.startswith("Caught ") and own_line in message:
+            message = message[message.rindex(own_line) + len(own_line) :].strip()
+        super().__init__(message)
+
+
 class DatasetWarning(UserWarning):
     """Data that trains, but likely not as the user meant (labels that skip classes)."""
 

@@ -1,4 +1,5 @@
-"""The data modules by name: digits (offline default), mnist, fashion_mnist, cifar10, npz."""
+"""The data modules by name: digits (offline default), mnist, fashion_mnist, cifar10, npz,
+image_folder."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from lightning_modules.data.base import ClassificationDataModule
 from lightning_modules.data.cifar import CIFAR10DataModule
 from lightning_modules.data.errors import InvalidDatasetError, UnknownDatasetError
+from lightning_modules.data.image_folder import ImageFolderDataModule
 from lightning_modules.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from lightning_modules.data.npz import NpzDataModule
 from lightning_modules.data.tensor_sets import DigitsDataModule
@@ -18,6 +20,7 @@ DATAMODULES: dict[str, type[ClassificationDataModule]] = {
     "fashion_mnist": FashionMNISTDataModule,
     "cifar10": CIFAR10DataModule,
     "npz": NpzDataModule,
+    "image_folder": ImageFolderDataModule,
 }
 DATASET_NAMES: tuple[str, ...] = tuple(DATAMODULES)
 
@@ -27,7 +30,8 @@ def make_datamodule(name: str, **options: Any) -> ClassificationDataModule:
 
     Options common to all: seed, batch_size, val_fraction, num_workers; digits and
     npz also take test_fraction; npz needs path (and takes channels_last); mnist,
-    fashion_mnist and cifar10 take data_dir and download. An option set to None
+    fashion_mnist and cifar10 take data_dir and download; image_folder needs root and
+    image_size (see ImageFolderDataModule for the rest). An option set to None
     counts as not given, so one config can carry options not every dataset takes.
     """
     key = name.strip().lower().replace("-", "_")

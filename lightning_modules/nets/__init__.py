@@ -5,7 +5,10 @@
     decompose(model, plan, init="hooi")           # convs replaced by TuckerConv2d in place
     model_cost(model, (1, 8, 8)).compression      # dense-equivalent params / actual params
 
-One family of networks per file (vgg.py, resnet.py, mobilenet.py); registry.py names them.
+One family of networks per file (vgg.py, resnet.py, mobilenet.py); registry.py names them and
+builds the others: a user's factory (user_models.py), torchvision's and timm's models
+(torchvision_models.py, timm_models.py), whose published weights come from the local caches
+only (weight_caches.py).
 """
 
 from lightning_modules.nets.decompose import (

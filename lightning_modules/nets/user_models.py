@@ -1,5 +1,6 @@
-"""Models the user names rather than the registry: their own factory ("package.module:callable")
-or a torchvision model.
+"""Models the user builds with their own code: a factory ("package.module:callable"). The
+packages' models the user names (torchvision, timm) are in torchvision_models.py and
+timm_models.py.
 
 A factory is the user's code by design: importing and calling it runs whatever it does, so a
 config that names one is as trusted as a script (README, "Compress your own model"). What can be
@@ -76,18 +77,3 @@ def from_factory(spec: str, options: dict[str, object]) -> nn.Module:
             f"model factory {spec!r} returned {type(model).__name__}, not a torch nn.Module"
         )
     return model
-
-
-def from_torchvision(name: str, num_classes: int, options: dict[str, object]) -> nn.Module:
-    """torchvision.models.get_model(name), freshly initialised, for `num_classes`."""
-    try:
-        from torchvision import models
-    except Exception as error:  # missing, or a build that does not load beside this torch
-        raise UnknownModelError(
-            f"model torchvision: {name} needs torchvision, which does not load here "
-            f"({type(error).__name__}); pip install torchvision matching torch"
-        ) from None
-    try:
-        return models.get_model(name, weights=None, num_classes=num_classes, **options)
-    except Exception as error:  # unknown names and bad options, in torchvision's words
-        raise UnknownModelError(f"model torchvision: {name}: {raised(error)}") from None

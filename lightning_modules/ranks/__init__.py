@@ -1,6 +1,6 @@
 """Rank selection for the convs of a trained CNN: mode spectra, energy and VBMF rank estimates,
-the per-layer candidate triples that seed a sweep (docs/design.md, "Rank selection"), and
-global rank allocation under a budget ("Rank allocation")."""
+the per-layer candidate triples that seed a sweep (docs/design.md, "Rank selection"), scored by
+the spectra's error bound, and global rank allocation under a budget ("Rank allocation")."""
 
 from lightning_modules.ranks.allocation import (
     Allocation,
@@ -19,6 +19,7 @@ from lightning_modules.ranks.candidates import (
     seeded_space_size,
 )
 from lightning_modules.ranks.energy import energy_rank
+from lightning_modules.ranks.error_bound import error_bound
 from lightning_modules.ranks.spectra import ModeSpectra, mode_spectra
 from lightning_modules.ranks.vbmf import vbmf_rank
 
@@ -36,6 +37,7 @@ __all__ = [
     "analyse_layer",
     "candidate_ranks",
     "energy_rank",
+    "error_bound",
     "mode_spectra",
     "seeded_space_size",
     "vbmf_rank",

@@ -1,6 +1,6 @@
 """Global rank allocation: one rank triple per layer so that the decomposed convs meet a cost
 budget (a target compression of their parameters or FLOPs), chosen from the layers' mode
-spectra (docs/design.md, "Rank allocation").
+spectra by the truncated-HOSVD error bound of error_bound.py (docs/design.md, "Rank allocation").
 
     layers = [LayerSpectra(name, geometry, spectra, input_hw), ...]
     plan = allocate_minimax(layers, target_compression=8.0, metric="params")
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from lightning_modules.ranks.error_bound import estimated_error, left_out_energy
 from lightning_modules.ranks.spectra import ModeSpectra
 from lightning_modules.tucker import ConvGeometry, TuckerRanks, make_feasible
 from lightning_modules.tucker.cost import (
@@ -94,30 +95,6 @@ class Allocation:
         """Whether the plan reaches the target compression (it cannot when even rank 1 in
         every mode costs too much; the plan is then the cheapest one)."""
         return self.cost * self.target_compression <= self.dense_cost * (1 + 1e-12)
-
-
-# ---- the error model ---------------------------------------------------------------------------
-
-
-def left_out_energy(spectrum: np.ndarray, length: int) -> np.ndarray:
-    """tails[r] for r = 0..length: the share of the energy sum(s_i^2) beyond the first r
-    singular values (0 once r reaches the spectrum's end; 1 at r = 0)."""
-    energy = np.asarray(spectrum, dtype=np.float64) ** 2
-    total = energy.sum()
-    tails = np.zeros(length + 1)
-    if total == 0.0:
-        return tails
-    # Summed from the tail, so that small shares keep their precision.
-    suffix = np.cumsum(energy[::-1])[::-1] / total  # suffix[i] = share of s_i, s_i+1, ...
-    count = min(len(energy), length)
-    tails[:count] = suffix[:count]
-    return tails
-
-
-def estimated_error(tails: Sequence[np.ndarray], ranks: Sequence[int]) -> float:
-    """The HOSVD bound on the relative error of a Tucker approximation at `ranks`:
-    ||W - W_hat||^2 <= sum over modes of the energy left out in that mode's unfolding."""
-    return math.sqrt(sum(float(t[r]) for t, r in zip(tails, ranks, strict=True)))
 
 
 class _Layer:

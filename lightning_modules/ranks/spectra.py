@@ -79,7 +79,12 @@ def _singular_values(unfolding: torch.Tensor, precision: torch.dtype) -> np.ndar
     """Singular values, with those below the round-off of the kernel's own precision set to 0
     (numpy's matrix_rank rule, s_max * max(shape) * eps): a float32 kernel of exact low rank
     then has exactly that many nonzero values, as a float64 one does."""
-    values = torch.linalg.svdvals(unfolding).numpy().copy()
+    rows, columns = unfolding.shape
+    # The same values as the unfolding's own, but on this torch (MKL's gesdd) a wide matrix took
+    # about 10x as long as its transpose: 1.9 s against 0.18 s for a 512 x 4608 unfolding of a
+    # 512x512x3x3 kernel, one thread. Most unfoldings of a conv kernel are wide.
+    tall = unfolding if rows >= columns else unfolding.T
+    values = torch.linalg.svdvals(tall).numpy().copy()
     if values.size:
         values[values <= values[0] * max(unfolding.shape) * torch.finfo(precision).eps] = 0.0
     values.setflags(write=False)  # shared by frozen dataclasses: nobody should edit it in place

@@ -85,8 +85,20 @@ def vbmf_rank(matrix: np.ndarray | torch.Tensor) -> int:
         raise ValueError(f"vbmf_rank expects a non-empty 2-D matrix, got shape {values.shape}")
     if not np.all(np.isfinite(values)):
         raise ValueError("vbmf_rank expects a finite matrix")
-    length, m = sorted(values.shape)  # the model is symmetric in transposition
-    squares = np.linalg.svd(values, compute_uv=False) ** 2
+    singular_values = np.linalg.svd(values, compute_uv=False)
+    return vbmf_rank_of_singular_values(singular_values, (values.shape[0], values.shape[1]))
+
+
+def vbmf_rank_of_singular_values(singular_values: np.ndarray, shape: tuple[int, int]) -> int:
+    """vbmf_rank of a matrix of `shape` from its singular values alone, which is all the model
+    reads: a kernel's mode spectra give the ranks of its unfoldings without another SVD."""
+    length, m = sorted(shape)  # the model is symmetric in transposition
+    values = np.sort(np.asarray(singular_values, dtype=np.float64))[::-1]
+    if values.shape != (length,):
+        raise ValueError(
+            f"a {shape[0]} x {shape[1]} matrix has {length} singular values, got {values.shape}"
+        )
+    squares = values**2
     if squares[0] == 0.0:
         return 0
     alpha = length / m

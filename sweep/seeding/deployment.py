@@ -19,6 +19,7 @@ from torch import nn
 from lightning_modules.data import DataShape
 from lightning_modules.inference import measure_speed, time_modules, torch_threads
 from lightning_modules.inference.latency_table import LatencyTable, TimingSetup
+from lightning_modules.inference.timing import DEFAULT_RUNS, DEFAULT_WARMUP
 from lightning_modules.nets import ConvLayer
 from sweep.builders import dense_model
 from sweep.config import SweepConfig
@@ -34,6 +35,15 @@ LATENCY_FILE = "latency.json"  # the latency table, beside seed.json
 # of 9 side-by-side pairs steadies a ratio to a few percent on a quiet CPU, and keeps a trial's
 # timing to about 0.2 s of a small net (the demo's trials train for seconds).
 TRIAL_RUNS = 9
+# The dense model alone, per deploy batch size: as many timed rounds as fit in this many seconds,
+# from MIN_DENSE_RUNS up to DEFAULT_RUNS. Why: a ResNet-50 at 224x224, batch 64, one thread
+# takes 13-16 s a forward on the 2-core development machine, and DEFAULT_WARMUP + DEFAULT_RUNS
+# of them were over 4 minutes of `tucker-sweep seed`; a round of seconds needs fewer repeats
+# than one of milliseconds, as it averages over the scheduler and cache noise that scatters
+# short rounds. A median of 3 still ignores one disturbed round: the floor, however slow the
+# forward (then 4 forwards in all, the first a warm-up). Small nets get DEFAULT_RUNS as before.
+DENSE_TIMING_SECONDS = 3.0
+MIN_DENSE_RUNS = 3
 
 
 def device_name(device: str) -> str:
@@ -90,17 +100,54 @@ def trial_speed_metrics(
     return metrics
 
 
-def dense_latency_metrics(config: SweepConfig, shape: DataShape) -> dict[str, float]:
-    """The dense model's median latency at each deploy batch size: latency_ms_b<B>."""
+@dataclass(frozen=True)
+class DenseLatency:
+    """The dense model's median latency per deploy batch size, and the timed rounds behind it."""
+
+    ms: dict[int, float]
+    rounds: dict[int, int]
+
+    def metrics(self) -> dict[str, float]:
+        """latency_ms_b<B> per batch size, for the baseline run."""
+        return {latency_metric(batch): ms for batch, ms in self.ms.items()}
+
+
+def dense_timing_rounds(first_forward_s: float) -> tuple[int, int]:
+    """(further warm-up rounds, timed rounds) after a first, untimed forward that took
+    `first_forward_s`: DEFAULT_WARMUP and DEFAULT_RUNS in all where they fit in
+    DENSE_TIMING_SECONDS, else no more warm-up (the first forward was it) and as many timed
+    rounds as fit, MIN_DENSE_RUNS at least."""
+    fitting = int(DENSE_TIMING_SECONDS / first_forward_s) if first_forward_s > 0 else DEFAULT_RUNS
+    if fitting >= DEFAULT_RUNS:
+        return DEFAULT_WARMUP - 1, DEFAULT_RUNS
+    return 0, max(MIN_DENSE_RUNS, fitting)
+
+
+def dense_latency(config: SweepConfig, shape: DataShape) -> DenseLatency:
+    """The dense model's median latency at each deploy batch size, rounds as
+    dense_timing_rounds gives them."""
     deploy = config.deploy
     device, dtype = torch.device(config.deploy_device), getattr(torch, deploy.dtype)
     model = dense_model(config, shape).to(device, dtype).eval()
-    metrics = {}
+    ms, rounds = {}, {}
     with torch_threads(deploy.threads if device.type == "cpu" else None):
         for batch in deploy.batch_sizes:
             x = torch.randn(batch, *shape.input_shape).to(device, dtype)
-            metrics[latency_metric(batch)] = 1000 * time_modules({"dense": model}, x)["dense"]
-    return metrics
+            warmup, runs = dense_timing_rounds(_first_forward_seconds(model, x))
+            seconds = time_modules({"dense": model}, x, runs=runs, warmup=warmup)["dense"]
+            ms[batch], rounds[batch] = 1000 * seconds, runs
+    return DenseLatency(ms, rounds)
+
+
+def _first_forward_seconds(model: nn.Module, x: torch.Tensor) -> float:
+    """One forward, timed: the first warm-up round. With its allocations and kernel choices
+    it is usually the slowest, so the rounds chosen from it fit in the time set."""
+    return time_modules({"dense": model}, x, runs=1, warmup=0)["dense"]
+
+
+def dense_latency_metrics(config: SweepConfig, shape: DataShape) -> dict[str, float]:
+    """The dense model's median latency at each deploy batch size: latency_ms_b<B>."""
+    return dense_latency(config, shape).metrics()
 
 
 def latency_table(

@@ -1,10 +1,12 @@
-"""Seed a sweep: HOOI analysis of a trained dense baseline -> per-layer candidate ranks.
+"""Seed a sweep: the mode spectra of a trained dense baseline -> per-layer candidate ranks,
+scored by the spectra's error bound (no HOOI here: a trial runs it for the plan it starts from).
 
 Writes seed.json and the spectrum plot; used by `tucker-sweep seed` and by `launch`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from sweep.seeding.baseline import (
     pretrained_baseline,
     train_baseline,
 )
-from sweep.seeding.deployment import LATENCY_FILE, dense_latency_metrics, latency_table
+from sweep.seeding.deployment import LATENCY_FILE, DenseLatency, dense_latency, latency_table
 from sweep.seeding.seed_file import SeedFile, build_seed, write_seed
 from sweep.seeding.spectrum_plot import plot_spectra
 from sweep.space import per_layer_sizes, select_layers
@@ -49,6 +51,24 @@ class SeedArtifacts:
     plot_path: Path
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on. Why not torch.get_num_threads(): a sweep's driver
+    keeps torch at one thread beside its trials (launch.configure_driver), but the seed is
+    written before any trial starts, and `tucker-sweep seed` runs alone."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _trained_network(config: SweepConfig, shape: DataShape, baseline: BaselineResult) -> nn.Module:
+    """The baseline's network with its weights, without the TuckerClassifier around it, whose
+    cost count traces a copy of the whole model (seconds for a ResNet-50) for nothing here."""
+    network = dense_model(config, shape)
+    network.load_state_dict(baseline.state_dict)
+    return network
+
+
 def seed_from_baseline(
     config: SweepConfig,
     data_shape: DataShape,
@@ -58,14 +78,14 @@ def seed_from_baseline(
     run_id: str | None = None,
 ) -> SeedArtifacts:
     """Candidate ranks per layer from the baseline's trained kernels, written to out_dir."""
-    classifier = baseline.classifier()
     analyses = candidate_ranks(
-        classifier.model,
+        _trained_network(config, data_shape, baseline),
         thresholds=config.decomposition.thresholds,
         method=config.decomposition.method,
         input_shape=data_shape.input_shape,
+        workers=_usable_cpus(),
     )
-    cost = classifier.cost
+    cost = baseline.cost if baseline.cost is not None else baseline.classifier().cost
     seed = build_seed(
         analyses,
         model={
@@ -112,6 +132,7 @@ class SeedOutcome:
     tracking_uri: str
     seeded_space: int  # rank plans of mode per_layer, with the seed's candidates
     unseeded_space: int  # ... and with the ratio lists
+    dense_latency: DenseLatency  # on the deployment device, here
 
 
 def seed_command(config: SweepConfig, out_dir: Path, checkpoint: Path | None = None) -> SeedOutcome:
@@ -142,11 +163,12 @@ def _seed(
     client = tracking_client(config.tracking.resolved_uri())  # checked before training
     experiment_id = experiment_id_for(client, config.tracking.experiment)
     baseline = loaded or train_baseline(config, shape, baseline_epochs(config))
+    network = dense_model(config, shape)  # its structure: layers and input sizes
     if checkpoint is not None:
         # The checkpoint's accuracy on this data (it has no training history here).
         baseline.history = [{"epoch": 0, **evaluate_baseline(baseline, datamodule)}]
     # The dense model's latency on the deployment device, here (no Ray: this host).
-    speed = dense_latency_metrics(config, shape)
+    speed = dense_latency(config, shape)
     run_id = None
     try:
         # Held off while the run is created and its history logged: a stop there would leave
@@ -156,7 +178,7 @@ def _seed(
                 client,
                 experiment_id,
                 [row for row in baseline.history if row["epoch"] > 0],
-                {**baseline.static_metrics(), **speed},
+                {**baseline.static_metrics(), **speed.metrics()},
                 config.stopping.target_accuracy,
             )
         artifacts = seed_from_baseline(
@@ -166,7 +188,7 @@ def _seed(
         for path in (artifacts.seed_path, artifacts.plot_path):
             client.log_artifact(run_id, str(path))
         if config.decomposition.budget_metric == "latency":
-            table_path = _write_latency_table(config, baseline.classifier().model, shape, out_dir)
+            table_path = _write_latency_table(config, network, shape, out_dir)
             client.log_artifact(run_id, str(table_path))
         client.set_terminated(run_id, status="FINISHED")
     except BaseException as error:
@@ -174,6 +196,8 @@ def _seed(
             stopped = isinstance(error, KeyboardInterrupt)  # a stop signal's StopRequested too
             client.set_terminated(run_id, status="KILLED" if stopped else "FAILED")
         raise
-    layers = conv_layers(baseline.classifier().model)
+    layers = conv_layers(network)
     seeded, unseeded = per_layer_sizes(config, layers, artifacts.seed.seed_data())
-    return SeedOutcome(artifacts, baseline.val_acc, run_id, client.tracking_uri, seeded, unseeded)
+    return SeedOutcome(
+        artifacts, baseline.val_acc, run_id, client.tracking_uri, seeded, unseeded, speed
+    )

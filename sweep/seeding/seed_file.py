@@ -7,7 +7,8 @@
 
 Reading refuses, with a one-line SeedFileError, anything the sweep could not use: a missing
 file, broken JSON, another schema, a newer schema version, a missing or ill-typed field (named by
-its path) and candidate ranks that are infeasible for their layer's shape.
+its path) and candidate ranks that are infeasible for their layer's shape. Older versions are read
+as the current one (seed_versions.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pydantic import (
 from lightning_modules.ranks import METHODS, LayerAnalysis, ModeSpectra
 from lightning_modules.tucker import ConvGeometry, InvalidRanksError, TuckerRanks, validate_ranks
 from sweep.errors import TuckerSweepError, describe_validation_error
+from sweep.seeding.seed_versions import upgraded
 from sweep.space import SeedData
 
 __all__ = [
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 SCHEMA_NAME = "tucker-sweep/seed"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: candidates' error_bound (from the spectra) replaces hooi_error
 
 # How many validation problems one error line lists before summarising the rest.
 _PROBLEMS_SHOWN = 3
@@ -109,7 +111,9 @@ class CandidateEntry(_Schema):
     compression: Annotated[float, Field(gt=0.0)]
     flops: NonNegativeInt | None = None
     dense_flops: NonNegativeInt | None = None
-    hooi_error: NonNegativeFloat
+    # The truncated-HOSVD bound on ||W - W_hat|| / ||W|| at these ranks, from the layer's
+    # spectra; HOOI, which a trial starts from, fits at least that well.
+    error_bound: NonNegativeFloat
     note: str | None = None
 
 
@@ -149,10 +153,10 @@ class LayerEntry(_Schema):
 
 
 class SeedFile(_Schema):
-    """The whole seed.json (schema version 1)."""
+    """The whole seed.json (schema version 2)."""
 
     schema_name: Literal["tucker-sweep/seed"] = SCHEMA_NAME
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     created: AwareDatetime
     model: ModelInfo
     data: DataInfo
@@ -234,7 +238,7 @@ def _layer_entry(analysis: LayerAnalysis) -> dict[str, Any]:
                 "compression": float(candidate.compression),
                 "flops": candidate.flops,
                 "dense_flops": candidate.dense_flops,
-                "hooi_error": float(candidate.hooi_error),
+                "error_bound": float(candidate.error_bound),
                 "note": candidate.note,
             }
             for candidate in analysis.candidates
@@ -305,7 +309,9 @@ def read_seed(path: str | os.PathLike[str]) -> SeedFile:
             f"seed file {source} is not valid JSON ({error.msg} at line {error.lineno} column "
             f"{error.colno}): regenerate it with `tucker-sweep seed`"
         ) from None
-    _check_header(source, raw)
+    version = _check_header(source, raw)
+    if version < SCHEMA_VERSION:
+        text = json.dumps(upgraded(raw, version, SCHEMA_VERSION))
     try:
         # Strict: a rank written as "12" or 12.0 is a damaged file, not something to coerce.
         return SeedFile.model_validate_json(text, strict=True)
@@ -330,9 +336,9 @@ def _read_text(source: Path) -> str:
         raise SeedFileError(f"cannot read seed file {source}: {error.strerror or error}") from None
 
 
-def _check_header(source: Path, raw: object) -> None:
+def _check_header(source: Path, raw: object) -> int:
     """Schema name and version first, so a newer file says "upgrade" rather than listing the
-    fields this version does not understand."""
+    fields this version does not understand; the file's version."""
     if not isinstance(raw, dict):
         raise SeedFileError(f"seed file {source} holds a JSON {type(raw).__name__}, not an object")
     name = raw.get("schema_name")
@@ -354,6 +360,7 @@ def _check_header(source: Path, raw: object) -> None:
         )
     if version < 1:
         raise SeedFileError(f"seed file {source} has an unknown schema_version {version}")
+    return version
 
 
 def _describe(error: ValidationError) -> str:

@@ -55,8 +55,15 @@ def _mode_values(layer: LayerEntry, mode: str) -> list[float]:
     ]
 
 
-def _draw_layer(ax: Axes, name: str, layer: LayerEntry, thresholds: tuple[float, ...]) -> None:
-    floor = min([_FLOOR, *(0.5 * (1.0 - t) for t in thresholds if t < 1.0)])
+def _floor(thresholds: tuple[float, ...]) -> float:
+    """The bottom of every panel's y axis: below the lowest threshold line."""
+    return min([_FLOOR, *(0.5 * (1.0 - t) for t in thresholds if t < 1.0)])
+
+
+def _draw_layer(
+    ax: Axes, name: str, layer: LayerEntry, thresholds: tuple[float, ...], first_in_row: bool
+) -> None:
+    floor = _floor(thresholds)
     longest = 1
     for index, (mode, _, colour, style) in enumerate(_MODES):
         left_out = np.maximum(_left_out(_mode_values(layer, mode)), floor)
@@ -69,17 +76,20 @@ def _draw_layer(ax: Axes, name: str, layer: LayerEntry, thresholds: tuple[float,
         ax.plot(chosen, at, linestyle="none", marker="o", markersize=5, markerfacecolor="none",
                 markeredgecolor=colour, markeredgewidth=1.2)  # fmt: skip
     labels = ax.get_yaxis_transform()  # x in axes fractions, y in data
-    for threshold in thresholds:
-        if threshold < 1.0:
-            ax.axhline(1.0 - threshold, color="0.55", linestyle=":", linewidth=0.9)
-            # Left edge: there every curve is still near 1, well above the threshold lines.
-            ax.text(0.02, 1.0 - threshold, f"{threshold:g}", transform=labels, fontsize=6,
-                    color="0.4", va="bottom")  # fmt: skip
+    drawn = [threshold for threshold in thresholds if threshold < 1.0]
+    # One collection for all the threshold lines: an artist each cost more to draw.
+    ax.hlines([1.0 - t for t in drawn], 0, 1, transform=labels, colors="0.55", linestyles=":",
+              linewidth=0.9)  # fmt: skip
+    for threshold in drawn if first_in_row else ():
+        # Left edge: there every curve is still near 1, well above the threshold lines. On the
+        # first panel of a row only: the rows share their y axis, so the lines continue.
+        ax.text(0.02, 1.0 - threshold, f"{threshold:g}", transform=labels, fontsize=6,
+                color="0.4", va="bottom")  # fmt: skip
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
     ax.set_xlim(0.8, longest * 1.1)
-    ax.set_ylim(floor * 0.8, 1.2)
-    ax.xaxis.set_major_locator(LogLocator(base=2))
+    # At most 7 ticks (every other power of 2 on wide layers): each tick is a mark, a grid line
+    # and a label to lay out and draw, 52 panels over.
+    ax.xaxis.set_major_locator(LogLocator(base=2, numticks=7))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     # Minor ticks on log axes cost most of the drawing time of a 20-panel figure (each tick
     # label is measured for the layout) and add nothing the major grid does not show.
@@ -88,7 +98,9 @@ def _draw_layer(ax: Axes, name: str, layer: LayerEntry, thresholds: tuple[float,
     ax.tick_params(labelsize=7)
     ax.grid(True, which="major", alpha=0.25)
     n, c, kh, kw = layer.shape
-    ax.set_title(f"{name}  {n}x{c}x{kh}x{kw}", fontsize=9)
+    # y given: matplotlib then skips placing the title clear of each panel's decorations, a
+    # layout pass per panel (a fifth of a 52-panel figure's drawing time).
+    ax.set_title(f"{name}  {n}x{c}x{kh}x{kw}", fontsize=9, y=1.0)
 
 
 def _legend_handles() -> list[Line2D]:
@@ -123,10 +135,13 @@ def plot_spectra(seed: SeedFile, path: str | os.PathLike[str]) -> Path:
     FigureCanvasAgg(figure)
     # Fixed margins in inches rather than constrained layout, which measured every tick label
     # of every panel and took most of the drawing time (panels have a fixed size anyway).
+    # Every panel has the same y axis (energy left out, down to the same floor): shared, its
+    # tick labels are drawn on the left column only (text is most of the drawing time).
     axes = figure.subplots(
         rows,
         columns,
         squeeze=False,
+        sharey=True,
         gridspec_kw={
             "left": _LEFT / width,
             "right": 1.0 - _RIGHT / width,
@@ -136,8 +151,11 @@ def plot_spectra(seed: SeedFile, path: str | os.PathLike[str]) -> Path:
             "hspace": 0.5,
         },
     )
-    for ax, name in zip(axes.flat, names, strict=False):
-        _draw_layer(ax, name, seed.layers[name], seed.thresholds)
+    shared = axes[0, 0]
+    shared.set_yscale("log")
+    shared.set_ylim(_floor(seed.thresholds) * 0.8, 1.2)
+    for index, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
+        _draw_layer(ax, name, seed.layers[name], seed.thresholds, index % columns == 0)
     for ax in axes.flat[len(names) :]:
         ax.set_axis_off()
     for ax in axes[:, 0]:

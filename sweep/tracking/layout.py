@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +16,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweep.tracking.convergence import final_metrics
 from sweep.tracking.names import KIND_TAG, SECONDS_METRIC, SWEEP_TAG
+
+SKIPPED_IMAGES_METRIC = "skipped_images"
+SKIPPED_IMAGES_FILE = "skipped_images.txt"
 
 
 def _params(values: Mapping[str, Any]) -> list[Param]:
@@ -120,6 +123,17 @@ def log_baseline_run(
     final = final_metrics(epochs, last, target_accuracy, static_metrics, stopped_early=False)
     log_final_metrics(client, run_id, final, last)
     return run_id
+
+
+def log_skipped_images(client: MlflowClient, run_id: str, skipped: Sequence[str] | None) -> None:
+    """The images the data module left out as unreadable (its skip_bad_images option): their
+    count as the `skipped_images` metric and, if any, their list as skipped_images.txt. None:
+    a data module that never skips any (nothing is logged)."""
+    if skipped is None:
+        return
+    client.log_metric(run_id, SKIPPED_IMAGES_METRIC, len(skipped))
+    if skipped:
+        client.log_text(run_id, "".join(f"{path}\n" for path in skipped), SKIPPED_IMAGES_FILE)
 
 
 def end_unfinished_trial_runs(

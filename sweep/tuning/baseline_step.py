@@ -1,4 +1,5 @@
-"""The dense baseline of a sweep: trained once as a Ray task, recorded as the sweep's `baseline`
+"""The dense baseline of a sweep: trained once as a Ray task (with resources.workers > 1, as a
+DDP run on that many Ray Train workers, like the trials), recorded as the sweep's `baseline`
 run (the dense reference, trained for max_t epochs), its briefly trained kernels seeding the
 rank space and initialising the trials; on resume, reloaded from the sweep's storage instead
 of trained again."""
@@ -30,6 +31,9 @@ from sweep.seeding.seed import seed_from_baseline
 from sweep.tracking.layout import SweepTracking, finish_run, log_baseline_run
 from sweep.tracking.names import FINETUNED_BASELINE_KIND
 from sweep.tuning.storage import SweepStore
+from sweep.tuning.train_run import train_runs_path
+from sweep.tuning.train_workers import is_multi_worker
+from sweep.tuning.worker_call import call_on_workers
 
 BASELINE_WEIGHTS = "baseline.pt"
 BASELINE_HISTORY = "baseline_history.yaml"
@@ -42,16 +46,31 @@ def _on_ray(config: SweepConfig, function: Callable[..., Any], *args: Any) -> An
     return ray.get(ray.remote(**resources)(function).remote(*args))
 
 
+def _fit_on_ray(
+    config: SweepConfig, train_runs: str, function: Callable[..., Any], *args: Any
+) -> Any:
+    """`function(config, *args)`, a fit of the dense model, where trials fit: a Ray task with a
+    trial's resources, or the ranks of a DDP run on resources.workers Ray Train workers."""
+    if is_multi_worker(config):
+        return call_on_workers(config, train_runs, function, *args)
+    return _on_ray(config, function, config, *args)
+
+
 def train_baseline_on_ray(
-    config: SweepConfig, shape: DataShape, pretrained: dict[str, torch.Tensor] | None = None
+    config: SweepConfig,
+    shape: DataShape,
+    train_runs: str,
+    pretrained: dict[str, torch.Tensor] | None = None,
 ) -> tuple[BaselineResult, BaselineResult | None]:
-    """The baseline as a Ray task with a trial's resources. With `pretrained` weights
-    (model.checkpoint, read by the driver): the given model evaluated as it is, and the given
-    model fine-tuned with a trial's budget (the second dense row); otherwise the trained
-    baseline and None."""
+    """The baseline, trained as trials are (see _fit_on_ray; `train_runs`: where Ray Train
+    runs keep their files meanwhile). With `pretrained` weights (model.checkpoint, read by the
+    driver): the given model evaluated as it is, and the given model fine-tuned with a trial's
+    budget (the second dense row); otherwise the trained baseline and None."""
     if pretrained is not None:
-        return _on_ray(config, pretrained_references, config, shape, pretrained)
-    trained = _on_ray(config, train_baseline, config, shape, baseline_epochs(config), config.max_t)
+        return _fit_on_ray(config, train_runs, pretrained_references, shape, pretrained)
+    trained = _fit_on_ray(
+        config, train_runs, train_baseline, shape, baseline_epochs(config), config.max_t
+    )
     return trained, None
 
 
@@ -101,7 +120,9 @@ class BaselineStep:
                 f"dense baseline: training {baseline_epochs(config)} epochs for the seed, "
                 f"{max(config.max_t, baseline_epochs(config))} in all for the reference"
             )
-        baseline, finetuned = train_baseline_on_ray(config, shape, pretrained)
+        baseline, finetuned = train_baseline_on_ray(
+            config, shape, train_runs_path(self.store.experiment_path), pretrained
+        )
         timing = self._time_deployment(tracking, shape, timed_layers, input_hw or {})
         run_id = self._log(tracking, baseline, "baseline", timing.dense_metrics)
         self.progress(

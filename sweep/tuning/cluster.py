@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import ray
@@ -14,6 +14,7 @@ from sweep.config import SweepConfig
 from sweep.errors import ConfigError
 from sweep.stop_signals import StopRequested, StopSignals
 from sweep.tuning.ray_internals import keep_local_ray_on_loopback, ray_keeps_our_sigterm_handler
+from sweep.tuning.train_workers import TRAIN_DRIVER_CPU, fit_footprint, is_multi_worker
 
 # How long a cluster's address may take to accept a connection.
 CONNECT_TIMEOUT_S = 15.0
@@ -102,10 +103,21 @@ def _ray_log_level(verbose: bool) -> int:
 
 
 def check_cluster_resources(config: SweepConfig) -> None:
-    """Per-trial resources the cluster can never provide are a config error, not a hang."""
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    """Per-trial resources the connected cluster can never provide are a config error, not a
+    hang (check_resources_on its live nodes)."""
+    check_resources_on(config, [node["Resources"] for node in ray.nodes() if node.get("Alive")])
+
+
+def check_resources_on(config: SweepConfig, nodes: Sequence[Mapping[str, float]]) -> None:
+    """ConfigError in one line unless a trial fits on nodes with these resources. With
+    resources.workers > 1, cpu and gpu are a worker's: each must fit on some node, and all of
+    a trial's workers (with their driver) in the cluster at once."""
     gpus = max((node.get("GPU", 0) for node in nodes), default=0)
     cpus = max((node.get("CPU", 0) for node in nodes), default=0)
+    if is_multi_worker(config):
+        _check_per_worker(config, cpus, gpus)
+        _check_workers_fit(config, nodes)
+        return
     if config.resources.gpu > 0 and gpus == 0:
         raise ConfigError(
             f"resources.gpu: {config.resources.gpu} GPU per trial requested, but the Ray "
@@ -121,3 +133,31 @@ def check_cluster_resources(config: SweepConfig) -> None:
             f"resources.cpu: {config.resources.cpu:g} CPUs per trial, but no node has more "
             f"than {cpus:g}"
         )
+
+
+def _check_per_worker(config: SweepConfig, cpus: float, gpus: float) -> None:
+    resources = config.resources
+    if resources.gpu > 0 and gpus == 0:
+        raise ConfigError(
+            f"resources.gpu: {resources.gpu:g} GPU per worker requested, but the Ray cluster "
+            "has no GPU (set resources.gpu: 0 to train on CPUs)"
+        )
+    if resources.cpu > cpus:
+        raise ConfigError(
+            f"resources.cpu: {resources.cpu:g} CPUs per worker, but no node has more than {cpus:g}"
+        )
+
+
+def _check_workers_fit(config: SweepConfig, nodes: Sequence[Mapping[str, float]]) -> None:
+    """A trial's Train run starts only once all its workers have their resources at once."""
+    resources = config.resources
+    needed = fit_footprint(config)
+    for name, label, per_worker in (("CPU", "cpu", resources.cpu), ("GPU", "gpu", resources.gpu)):
+        have = sum(node.get(name, 0) for node in nodes)
+        if needed[name] > have + 1e-9:
+            driver = f" and {TRAIN_DRIVER_CPU:g} for the trial's driver" if name == "CPU" else ""
+            raise ConfigError(
+                f"resources: {resources.workers} workers x {per_worker:g} {label}{driver} need "
+                f"{needed[name]:g} {name}s at once, but the Ray cluster has {have:g}; lower "
+                f"resources.{label} or resources.workers"
+            )

@@ -44,9 +44,11 @@ from sweep.sweep_files.trust import check_restorable
 from sweep.tracking.client import experiment_id_for, tracking_client
 from sweep.tracking.driver import DRIVER_TAG, driver_identity
 from sweep.tracking.layout import (
+    SKIPPED_IMAGES_FILE,
     SweepTracking,
     end_unfinished_trial_runs,
     find_sweep_run,
+    log_skipped_images,
     runs_ended_on_error,
     start_sweep_run,
 )
@@ -59,6 +61,8 @@ from sweep.tuning.front_evaluation import evaluate_front
 from sweep.tuning.progress import ProgressCallback, SweepProgress, set_display
 from sweep.tuning.results import finished_trials
 from sweep.tuning.storage import SweepStore
+from sweep.tuning.train_run import train_runs_path
+from sweep.tuning.train_workers import check_worker_split
 from sweep.tuning.trainable import TrialCallbackFactory, TrialSetup
 from sweep.tuning.trial_describer import TrialDescriber
 from sweep.tuning.tune_space import param_space, trial_count
@@ -102,13 +106,17 @@ class _Inputs:
     input_hw: dict[str, tuple[int, int]]  # of each conv, for FLOPs budgets
     pretrained: dict[str, torch.Tensor] | None = None  # model.checkpoint, matched to the model
     skipped: tuple[str, ...] = ()  # grouped / depthwise convs: they stay dense
+    # Unreadable images the data module left out (None: one that never skips any).
+    skipped_images: tuple[str, ...] | None = None
 
 
 def inspect_inputs(config: SweepConfig) -> _Inputs:
     """The data's shape, the model's decomposable convs and the given weights, if any:
     bad names, a model that does not fit the data and weights that do not fit the model
     fail here, in one line, before anything is recorded or trained."""
-    shape = DataShape.of(sweep_datamodule(config))
+    check_worker_split(config)
+    datamodule = sweep_datamodule(config)
+    shape = DataShape.of(datamodule)
     dense = dense_model(config, shape)
     problem = fit_problem(dense, shape.input_shape, shape.num_classes)
     if problem:
@@ -117,7 +125,11 @@ def inspect_inputs(config: SweepConfig) -> _Inputs:
     layers = tuple(conv_layers(dense))
     select_layers(config, layers)
     input_hw = input_sizes(dense, shape.input_shape, nn.Conv2d)
-    return _Inputs(shape, layers, input_hw, pretrained, tuple(skipped_convs(dense)))
+    skipped_images = getattr(datamodule, "skipped_images", None)
+    return _Inputs(
+        shape, layers, input_hw, pretrained, tuple(skipped_convs(dense)),
+        None if skipped_images is None else tuple(skipped_images),
+    )  # fmt: skip
 
 
 def configure_driver() -> None:
@@ -208,12 +220,16 @@ class SweepLauncher:
         # Ray gets the config without the tracking credentials: only this driver logs.
         shared = without_tracking_credentials(config)
         with runs_ended_on_error(tracking):
+            log_skipped_images(client, tracking.parent_run_id, inputs.skipped_images)
             baseline_state, baseline_acc = BaselineStep(shared, self.store, self.progress).run(
                 tracking, inputs.shape, inputs.pretrained,
                 select_layers(config, inputs.layers), inputs.input_hw,
             )  # fmt: skip
             space, unseeded = self._rank_space(inputs)
-            setup = TrialSetup(shared, space, inputs.shape, baseline_state, self.trial_callbacks)
+            setup = TrialSetup(
+                shared, space, inputs.shape, baseline_state, self.trial_callbacks,
+                train_runs_path(self.store.experiment_path),
+            )  # fmt: skip
             results, finished, expected = self._fit(tracking, setup)
             if finished == expected:
                 evaluate_front(config, self.store.experiment_path, self.progress)
@@ -262,6 +278,11 @@ class SweepLauncher:
         inputs = inspect_inputs(self.config)
         if inputs.skipped:
             self.progress(f"left dense (grouped or depthwise convs): {', '.join(inputs.skipped)}")
+        if inputs.skipped_images:
+            self.progress(
+                f"left out {len(inputs.skipped_images)} unreadable images (skip_bad_images; "
+                f"listed in {SKIPPED_IMAGES_FILE} on the sweep's MLflow run)"
+            )
         return inputs
 
     def _connect(self) -> str:
@@ -307,6 +328,7 @@ class SweepLauncher:
             "grace_period": config.scheduler.grace_period,
             "reduction_factor": config.scheduler.reduction_factor,
             "target_accuracy": config.stopping.target_accuracy,
+            "resources/workers": config.resources.workers,
             "resources/cpu": config.resources.cpu,
             "resources/gpu": config.resources.gpu,
             **{
@@ -419,8 +441,10 @@ def launch_sweep(
 
     `trial_callbacks`: callables, each called once per attempt of every trial (on the worker
     that runs it) to make a Lightning callback for that attempt's Trainer, e.g. to log more or
-    to inject a fault in a test. They travel to the workers through Ray's object store, so
-    their module must be importable there (on a cluster: Ray's runtime_env `py_modules`).
+    to inject a fault in a test; with resources.workers > 1, once per rank, on each Ray Train
+    worker (without Ray Tune's session API). They travel to the workers through Ray's object
+    store, so their module must be importable there (on a cluster: Ray's runtime_env
+    `py_modules`).
     """
     launcher = SweepLauncher(
         config, progress or (lambda _message: None), trial_callbacks, show_progress, verbose

@@ -42,17 +42,19 @@ def sweep_config(
 
 
 def with_absolute_paths(settings: SweepConfig) -> SweepConfig:
-    """Relative file paths of the config (model.checkpoint, data.options.path) made absolute
-    against the working directory: Tune runs each trial in its own folder, where a relative
-    path would name nothing. The stored config keeps them absolute for a resume."""
+    """Relative file paths of the config (model.checkpoint, data.options.path and .root) made
+    absolute against the working directory: Tune runs each trial in its own folder, where a
+    relative path would name nothing. The stored config keeps them absolute for a resume."""
     model, data = settings.model, settings.data
     if model.checkpoint is not None and not Path(model.checkpoint).expanduser().is_absolute():
         model = model.model_copy(update={"checkpoint": str(Path(model.checkpoint).resolve())})
-    path = data.options.get("path")
-    if isinstance(path, str) and "://" not in path and not Path(path).expanduser().is_absolute():
-        data = data.model_copy(
-            update={"options": {**data.options, "path": str(Path(path).resolve())}}
-        )
+    for key in ("path", "root"):
+        path = data.options.get(key)
+        local = isinstance(path, str) and "://" not in path
+        if local and not Path(path).expanduser().is_absolute():
+            data = data.model_copy(
+                update={"options": {**data.options, key: str(Path(path).resolve())}}
+            )
     return settings.model_copy(update={"model": model, "data": data})
 
 

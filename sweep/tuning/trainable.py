@@ -1,4 +1,6 @@
-"""The Ray Tune function trainable: one trial = one Lightning fit of a Tucker CNN.
+"""The Ray Tune function trainable: one trial = one Lightning fit of a Tucker CNN (on one
+device here; as a DDP run of several Ray Train workers in multi_worker_trial.py, which runs
+the same `fit_trial` on every rank).
 
 Everything the trial needs arrives through `tune.with_parameters` (Ray's object store, so it
 reaches every node): the sweep config, its rank space, the dense baseline's weights for HOOI
@@ -28,9 +30,10 @@ from sweep.builders import classifier_options, prepare_data_once_per_node, sweep
 from sweep.config import SweepConfig
 from sweep.seeding.deployment import trial_speed_metrics
 from sweep.space import RankSpace, TrialPlan
-from sweep.tuning.epoch_report import CHECKPOINT_FILE, EpochReport
+from sweep.tuning.epoch_report import CHECKPOINT_FILE, TUNE_CHANNEL, EpochReport, ReportChannel
 
-# Makes one Lightning callback for one attempt of one trial (see launch_sweep).
+# Makes one Lightning callback for one attempt of one trial (see launch_sweep): on every rank
+# of a multi-worker trial, where Ray Tune's session API is not available.
 TrialCallbackFactory = Callable[[], pl.Callback]
 
 
@@ -43,6 +46,8 @@ class TrialSetup:
     data_shape: DataShape
     baseline_state: dict[str, torch.Tensor] | None  # dense weights for init="hooi"
     trial_callbacks: Sequence[TrialCallbackFactory] = field(default=())
+    # Where multi-worker trials' Ray Train runs keep their checkpoints until Tune has them.
+    train_runs: str | None = None
 
 
 def build_trial_classifier(setup: TrialSetup, plan: TrialPlan) -> TuckerClassifier:
@@ -56,7 +61,18 @@ def build_trial_classifier(setup: TrialSetup, plan: TrialPlan) -> TuckerClassifi
 
 
 def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
-    """The function trainable: decode, build, fit; resume from Tune's checkpoint if any."""
+    """The function trainable of one-device trials: resume from Tune's checkpoint if any."""
+    fit_trial(trial_config, setup, tune.get_checkpoint(), TUNE_CHANNEL)
+
+
+def fit_trial(
+    trial_config: dict[str, Any],
+    setup: TrialSetup,
+    checkpoint: tune.Checkpoint | None,
+    channel: ReportChannel,
+) -> None:
+    """Decode, build, fit (from `checkpoint` if given), reporting through `channel`: the whole
+    trial on one device, or one rank's part of it within `distributed_fits`."""
     config = setup.config
     plan = setup.space.decode(trial_config)
     pl.seed_everything(config.training.seed, verbose=False)
@@ -65,16 +81,17 @@ def run_trial(trial_config: dict[str, Any], setup: TrialSetup) -> None:
     classifier = build_trial_classifier(setup, plan)
     # Timed before training: speed depends on the plan's shapes, not on the weights, so every
     # trial (ASHA's stopped ones too) reports it from its first epoch on, as a searcher
-    # minimising latency needs.
-    speed = trial_speed_metrics(config, setup.data_shape, classifier.model)
+    # minimising latency needs. Once per trial: where its reports count.
+    speed = (
+        trial_speed_metrics(config, setup.data_shape, classifier.model) if channel.reporting else {}
+    )
     best = BestValidationWeights()
     static_metrics = {**classifier.cost_metrics(), **speed}
-    report = EpochReport(best, static_metrics, config.training.checkpoint_every)
-    callbacks = [best, report, *(make() for make in setup.trial_callbacks)]
+    report = EpochReport(best, static_metrics, config.training.checkpoint_every, channel)
+    callbacks = [*channel.callbacks(), best, report, *(make() for make in setup.trial_callbacks)]
     trainer = make_trainer(
         config.max_t, callbacks=callbacks, execution=config.training.execution_setup()
     )
-    checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         trainer.fit(classifier, datamodule=datamodule)
         return

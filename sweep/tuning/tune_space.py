@@ -1,5 +1,5 @@
 """The Ray Tune side of a sweep's settings: the rank space as a `param_space`, the searcher,
-the scheduler (ASHA) and each trial's resources.
+the scheduler (ASHA) and what Tune reserves for each trial.
 
 Rank triples are Tune choices of their text form ("16x8x3", sweep.trial_params):
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 
 from sweep.config import SearchRange, SweepConfig
 from sweep.space import RankSpace
@@ -29,6 +29,7 @@ from sweep.trial_params import (
     TUNE_RANKS_PREFIX,
     encode_ranks,
 )
+from sweep.tuning.train_workers import TRAIN_DRIVER_CPU, is_multi_worker
 
 
 def _categorical(values: Sequence[Any], grid: bool) -> Any:
@@ -79,21 +80,28 @@ def trial_count(config: SweepConfig, params: Mapping[str, Any]) -> int:
     return config.search.num_samples * grid
 
 
-def searcher(config: SweepConfig) -> SearchAlgorithm | Searcher:
+def searcher(config: SweepConfig, max_concurrent: int | None = None) -> SearchAlgorithm | Searcher:
     """Random or grid sampling, or Optuna: single-objective on val_acc, or multi-objective
     on val_acc and a cost (the trials report both every epoch; Optuna reads a trial's last
-    result, its TPE sampler handles several objectives)."""
+    result, its TPE sampler handles several objectives). At most `max_concurrent` trials run
+    at once (None: as many as their resources allow). The limit is set here rather than as
+    TuneConfig(max_concurrent_trials), which Tune applies to a Searcher only: for the random
+    and grid BasicVariantGenerator it logs a warning and ignores it (ray/tune/tune.py)."""
     if config.search.algorithm == "optuna":
         from ray.tune.search.optuna import OptunaSearch  # optuna: only when asked for
 
         objectives = config.search.objectives
         if len(objectives) == 1:
-            return OptunaSearch(metric="val_acc", mode="max", seed=config.search.seed)
-        modes = ["max", *("min" for _ in objectives[1:])]
-        # Each objective is a metric of every result; `latency` is the measured latency_ms.
-        metrics = [LATENCY_METRIC if name == "latency" else name for name in objectives]
-        return OptunaSearch(metric=metrics, mode=modes, seed=config.search.seed)
-    return BasicVariantGenerator(random_state=config.search.seed)
+            search = OptunaSearch(metric="val_acc", mode="max", seed=config.search.seed)
+        else:
+            modes = ["max", *("min" for _ in objectives[1:])]
+            # Each objective is a metric of every result; `latency` is the measured latency_ms.
+            metrics = [LATENCY_METRIC if name == "latency" else name for name in objectives]
+            search = OptunaSearch(metric=metrics, mode=modes, seed=config.search.seed)
+        return search if max_concurrent is None else ConcurrencyLimiter(search, max_concurrent)
+    return BasicVariantGenerator(
+        random_state=config.search.seed, max_concurrent=max_concurrent or 0
+    )
 
 
 def scheduler(config: SweepConfig) -> TrialScheduler:
@@ -111,6 +119,10 @@ def scheduler(config: SweepConfig) -> TrialScheduler:
 
 
 def trial_resources(config: SweepConfig) -> dict[str, float]:
+    """What Tune reserves for a trial: its training's, or, for a multi-worker trial, its
+    Train run's driver (the workers reserve their own: train_workers.py)."""
+    if is_multi_worker(config):
+        return {"cpu": TRAIN_DRIVER_CPU}
     resources = {"cpu": config.resources.cpu}
     if config.resources.gpu:
         resources["gpu"] = config.resources.gpu

@@ -7,7 +7,9 @@ from typing import Any
 from ray import tune
 
 from sweep.config import SweepConfig
+from sweep.tuning.multi_worker_trial import run_multi_worker_trial
 from sweep.tuning.storage import SweepStore
+from sweep.tuning.train_workers import concurrent_trials, is_multi_worker
 from sweep.tuning.trainable import TrialSetup, run_trial
 from sweep.tuning.tune_space import scheduler, searcher, trial_resources
 
@@ -22,8 +24,10 @@ def make_tuner(
 ) -> tune.Tuner:
     """A Tuner for the sweep; if Tune saved an experiment at the sweep's path, that experiment
     restored (errored trials retried), with `setup` for its trials."""
+    multi_worker = is_multi_worker(config)
+    trial = run_multi_worker_trial if multi_worker else run_trial
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, setup=setup), trial_resources(config)
+        tune.with_parameters(trial, setup=setup), trial_resources(config)
     )
     if tune.Tuner.can_restore(store.experiment_path):
         return tune.Tuner.restore(store.experiment_path, trainable=trainable, resume_errored=True)
@@ -33,13 +37,16 @@ def make_tuner(
         # No metric here: the searcher optimises val_acc, ASHA watches scheduler.metric.
         tune_config=tune.TuneConfig(
             num_samples=config.search.num_samples,
-            search_alg=searcher(config),
+            # search.max_concurrent_trials; for multi-worker trials by default as many as the
+            # cluster holds workers for (Tune sees only their drivers' resources).
+            search_alg=searcher(config, concurrent_trials(config)),
             scheduler=scheduler(config),
-            max_concurrent_trials=config.search.max_concurrent_trials,
             # A new worker process per trial costs seconds of imports (torch, Lightning);
             # reused, it also keeps the layers' autotuned path choices. Every trial builds
-            # its data, model and Trainer afresh, so nothing leaks between trials.
-            reuse_actors=True,
+            # its data, model and Trainer afresh, so nothing leaks between trials. A
+            # multi-worker trial's actor ends with it: its cleanup releases the Train run's
+            # workers (train_in_trial.py), which a reset would skip.
+            reuse_actors=not multi_worker,
         ),
         run_config=tune.RunConfig(
             name=config.name,
