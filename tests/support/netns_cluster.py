@@ -83,8 +83,10 @@ class NamespaceCluster:
         """Environment of every Ray process and driver: the cluster's auth token, no
         developer settings leaking in, the test support package importable, and quick
         detection of a dead node."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}  # fmt: skip
+        # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER too: a local sweep earlier in this test process
+        # set it to 0 (keep_local_ray_on_loopback), and a worker node would refuse to join.
+        dropped = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         # The tests folder, so that Ray's workers can import support.faults.
         tests = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, env.get("PYTHONPATH")]))
