@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
-from support.cli import cli_env, run_cli_in_process, trial_runs, write_config
+from support.cli import cli_env, trial_runs, write_config
 from support.train_probe import probe_trial
 from support.worker_faults import marker_pid
 
@@ -223,25 +223,6 @@ def test_accuracy_is_in_line_with_one_worker(sweep):
     )
     assert abs(two_workers - single.val_acc) <= TOLERANCE, figures
     assert abs(baseline.data.metrics["test_acc"] - single.test_acc) <= TOLERANCE, figures
-
-
-BAD_WORKER_SETTINGS = [
-    ({"resources": {"workers": 2, "gpu": 0.5}}, "resources: gpu: 0.5 per worker with 2 workers"),
-    ({"resources": {"workers": 0}}, "resources.workers: Input should be greater than or equal"),
-    ({"resources": {"workers": 3}}, "training.batch_size: 64 does not split over resources."),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("config", "message"), BAD_WORKER_SETTINGS)
-def test_impossible_worker_settings_are_one_line_and_exit_2(tmp_path, capfd, config, message):
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = run_cli_in_process("launch", str(path), cwd=tmp_path, capfd=capfd)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr[-2000:]
-    assert message in lines[0]
-    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_workers_a_cluster_cannot_hold_at_once_are_refused_in_one_line():

@@ -37,6 +37,10 @@ BAD_CONFIGS = [
     ({"data": {"name": "imagenet"}}, "unknown dataset 'imagenet'"),
     ({"model": {"name": "vgg99"}}, "unknown model 'vgg99'"),
     ({"decomposition": {"layers": ["block9.conv1"]}}, "unknown layer(s) block9.conv1"),
+    # Multi-worker trials that cannot run (resources.workers).
+    ({"resources": {"workers": 2, "gpu": 0.5}}, "resources: gpu: 0.5 per worker with 2 workers"),
+    ({"resources": {"workers": 0}}, "resources.workers: Input should be greater than or equal"),
+    ({"resources": {"workers": 3}}, "training.batch_size: 64 does not split over resources."),
 ]  # fmt: skip
 
 

@@ -19,9 +19,9 @@ from typing import Any
 from torch import nn
 
 from lightning_modules.nets.optional import importing
-from lightning_modules.nets.options import echo, raised
+from lightning_modules.nets.options import raised
 from lightning_modules.nets.pretrained import PretrainedWeightsError
-from lightning_modules.nets.user_models import UnknownModelError
+from lightning_modules.nets.user_models import UnknownModelError, pop_pretrained
 from lightning_modules.nets.weight_caches import find_in_hf_cache, hf_hub_file, torch_hub_file
 
 # The file names timm asks the hub for: its default, and the safetensors file it tries first.
@@ -37,11 +37,7 @@ def from_timm(name: str, in_channels: int, num_classes: int, options: dict[str, 
     with `pretrained: True` among the options, with its published weights from the caches."""
     label = f"model timm: {name}"
     options = dict(options)
-    pretrained = options.pop("pretrained", False)
-    if not isinstance(pretrained, bool):
-        raise UnknownModelError(
-            f"{label}: pretrained must be true or false, got {echo(pretrained)}"
-        )
+    pretrained = pop_pretrained(options, label)
     if ":" in name:
         # "hf-hub:org/repo" and "local-dir:path" make timm read a config from the hub or a folder.
         raise UnknownModelError(

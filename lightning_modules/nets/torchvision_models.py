@@ -18,9 +18,9 @@ from types import ModuleType
 from torch import nn
 
 from lightning_modules.nets.optional import importing
-from lightning_modules.nets.options import echo, raised
+from lightning_modules.nets.options import raised
 from lightning_modules.nets.pretrained import PretrainedWeightsError
-from lightning_modules.nets.user_models import UnknownModelError
+from lightning_modules.nets.user_models import UnknownModelError, pop_pretrained
 from lightning_modules.nets.weight_caches import torch_hub_file
 
 # Options of get_model that the config says another way.
@@ -33,11 +33,7 @@ def from_torchvision(name: str, num_classes: int, options: dict[str, object]) ->
     of `name` from torch hub's cache (never downloaded)."""
     label = f"model torchvision: {name}"
     options = dict(options)
-    pretrained = options.pop("pretrained", False)
-    if not isinstance(pretrained, bool):
-        raise UnknownModelError(
-            f"{label}: pretrained must be true or false, got {echo(pretrained)}"
-        )
+    pretrained = pop_pretrained(options, label)
     for key, instead in _REFUSED.items():
         if key in options:
             raise UnknownModelError(f"{label}: option {key!r} is not passed on: {instead}")

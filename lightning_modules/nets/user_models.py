@@ -24,6 +24,17 @@ class UnknownModelError(ValueError):
     """A model name the factory does not know, or options its constructor refuses."""
 
 
+def pop_pretrained(options: dict[str, object], label: str) -> bool:
+    """Take the `pretrained` flag out of a published model's options (ModelConfig folds
+    model.pretrained in there), checked: the rest go to the library's builder."""
+    pretrained = options.pop("pretrained", False)
+    if not isinstance(pretrained, bool):
+        raise UnknownModelError(
+            f"{label}: pretrained must be true or false, got {echo(pretrained)}"
+        )
+    return pretrained
+
+
 def import_factory(spec: str) -> Callable[..., nn.Module]:
     """The callable named "package.module:callable" (importable where the model is built: on
     a cluster, every Ray worker; see the README on runtime_env)."""
