@@ -2,19 +2,22 @@
 # `make test` (what CI runs). Each creates the virtual environment on first use.
 PYTHON ?= python3
 VENV ?= .venv
-# Pins the CPU torch wheel of the dev/CI machine; `make CONSTRAINTS= ...` to let
-# pip choose (e.g. a CUDA build on a GPU box).
+# Pins the CPU torch wheel of the dev/CI machine, for uv and pip alike; `make CONSTRAINTS= ...`
+# to let the installer choose (e.g. a CUDA build on a GPU box).
 CONSTRAINTS ?= constraints.txt
+# auto: uv when it is on the PATH or can be had with `pip install --user uv` (seconds), else pip;
+# `make INSTALLER=pip ...` forces pip, INSTALLER=uv refuses to fall back. scripts/setup_venv.
+INSTALLER ?= auto
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint format bench clean
 
+# A change of pyproject.toml or constraints.txt reinstalls (in place); the stamp names the
+# installer that ran.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
-	touch $@
+	$(PYTHON) -m scripts.setup_venv --venv $(VENV) --installer '$(INSTALLER)' \
+		$(if $(CONSTRAINTS),--constraints $(CONSTRAINTS)) --stamp $@ -- -e '.[dev]'
 
 demo: $(STAMP)
 	$(BIN)/tucker-sweep launch configs/digits.yaml --name digits-$$(date +%Y%m%d-%H%M%S)
