@@ -95,6 +95,12 @@ def setup_venv(offline: dict, *arguments: str, python: str = sys.executable, env
     )
 
 
+def install_probe(offline: dict, venv: Path, *options: str, **how):
+    """setup_venv of tsw-probe into `venv` under the test's constraints (1.0 unless changed)."""
+    arguments = ["--venv", str(venv), "--constraints", str(offline["constraints"]), *options]
+    return setup_venv(offline, *arguments, "--", PROBE, **how)
+
+
 def probe_version(venv: Path) -> str:
     return subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import tsw_probe; print(tsw_probe.VERSION)"],
@@ -132,19 +138,7 @@ def test_uv_and_pip_install_the_same_pinned_versions_from_pips_settings(offline)
     for installer in ("uv", "pip"):
         venv = offline["tmp"] / f"venv-{installer}"
         stamp = offline["tmp"] / f"{installer}.stamp"
-        done = setup_venv(
-            offline,
-            "--venv",
-            str(venv),
-            "--installer",
-            installer,
-            "--constraints",
-            str(offline["constraints"]),
-            "--stamp",
-            str(stamp),
-            "--",
-            PROBE,
-        )
+        done = install_probe(offline, venv, "--installer", installer, "--stamp", str(stamp))
         assert done.returncode == 0, done.stdout + done.stderr
         said = [line for line in done.stdout.splitlines() if line.startswith("setup:")]
         assert said[0].startswith(f"setup: installing with {installer}"), said
@@ -158,7 +152,7 @@ def test_uv_and_pip_install_the_same_pinned_versions_from_pips_settings(offline)
 
 def said_uv_line(offline, venv: Path) -> str:
     """The uv line of a rerun into an existing environment (its pins unchanged)."""
-    again = setup_venv(offline, "--venv", str(venv), "--installer", "uv", "--", PROBE)
+    again = install_probe(offline, venv, "--installer", "uv")
     assert again.returncode == 0, again.stdout + again.stderr
     return again.stdout.splitlines()[0]
 
@@ -166,30 +160,10 @@ def said_uv_line(offline, venv: Path) -> str:
 def test_changed_pins_reinstall_in_place_with_uv(offline):
     uv_available()
     venv = offline["tmp"] / "venv"
-    first = setup_venv(
-        offline,
-        "--venv",
-        str(venv),
-        "--installer",
-        "uv",
-        "--constraints",
-        str(offline["constraints"]),
-        "--",
-        PROBE,
-    )
+    first = install_probe(offline, venv, "--installer", "uv")
     assert first.returncode == 0, first.stderr
     offline["constraints"].write_text(f"{PROBE}==2.0\n")
-    second = setup_venv(
-        offline,
-        "--venv",
-        str(venv),
-        "--installer",
-        "uv",
-        "--constraints",
-        str(offline["constraints"]),
-        "--",
-        PROBE,
-    )
+    second = install_probe(offline, venv, "--installer", "uv")
     assert second.returncode == 0, second.stderr
     assert probe_version(venv) == "2.0"
 
@@ -283,19 +257,8 @@ def path_without_uv() -> str:
 def test_without_uv_auto_installs_with_pip_and_says_why(offline):
     bundled_pip_wheel()
     env = dict(offline["env"], PATH=path_without_uv())
-    python = bare_python(offline["tmp"])
     venv = offline["tmp"] / "venv"
-    done = setup_venv(
-        offline,
-        "--venv",
-        str(venv),
-        "--constraints",
-        str(offline["constraints"]),
-        "--",
-        PROBE,
-        python=python,
-        env=env,
-    )
+    done = install_probe(offline, venv, python=bare_python(offline["tmp"]), env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     line = done.stdout.splitlines()[0]
     assert line.startswith("setup: installing with pip (") and "pip install --user uv" in line
@@ -304,22 +267,14 @@ def test_without_uv_auto_installs_with_pip_and_says_why(offline):
 
 def test_installer_uv_without_uv_is_one_line_and_status_2(offline):
     env = dict(offline["env"], PATH=path_without_uv())
-    python = bare_python(offline["tmp"])
-    done = setup_venv(
-        offline,
-        "--venv",
-        str(offline["tmp"] / "venv"),
-        "--installer",
-        "uv",
-        "--",
-        PROBE,
-        python=python,
-        env=env,
+    venv = offline["tmp"] / "venv"
+    done = install_probe(
+        offline, venv, "--installer", "uv", python=bare_python(offline["tmp"]), env=env
     )
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("setup: error: INSTALLER=uv, but no uv could be had")
-    assert not (offline["tmp"] / "venv").exists()
+    assert not venv.exists()
 
 
 def test_a_failing_uv_falls_back_to_pip(offline):
@@ -332,16 +287,7 @@ def test_a_failing_uv_falls_back_to_pip(offline):
     script.chmod(0o755)
     env = dict(offline["env"], PATH=f"{broken}{os.pathsep}{offline['env']['PATH']}")
     venv = offline["tmp"] / "venv"
-    done = setup_venv(
-        offline,
-        "--venv",
-        str(venv),
-        "--constraints",
-        str(offline["constraints"]),
-        "--",
-        PROBE,
-        env=env,
-    )
+    done = install_probe(offline, venv, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("setup: installing with uv 0.0.1 (on the PATH)")
