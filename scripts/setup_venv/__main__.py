@@ -67,7 +67,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _find_uv(python: str, constraints: str | None, dry_run: bool):
+def _find_uv(python: str, constraints: str | None, dry_run: bool) -> tuple[FoundUv | None, str]:
     """(uv or None, why not). Installing uv for the user is left out of a dry run."""
     found = uv_on_machine(python)
     if found is not None:
@@ -140,4 +140,9 @@ def _install_with_uv(uv: FoundUv, python: str, arguments: argparse.Namespace) ->
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the installer too; no stamp is written, so the next `make` reinstalls.
+        print("setup: interrupted; the environment is unfinished and will be redone", flush=True)
+        raise SystemExit(130) from None
