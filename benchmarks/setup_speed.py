@@ -123,8 +123,9 @@ def main() -> None:
                 rows.append(run_case(installer, cache, arguments.demo, work))
         pins = pinned_versions(ROOT / "constraints.txt")
         frozen = {}
-        for row in rows:
-            frozen.setdefault(row["installer"], frozen_versions(row["_venv"]))
+        for row in rows:  # one environment per installer is enough to compare
+            if row["installer"] not in frozen:
+                frozen[row["installer"]] = frozen_versions(row["_venv"])
         differing = []
         if {"uv", "pip"} <= set(frozen):
             for name in sorted(pins):

@@ -17,6 +17,10 @@ def venv_python(venv: str) -> str:
     return str(Path(venv) / "bin" / "python")
 
 
+def _constraint_option(constraints: str | None) -> list[str]:
+    return ["--constraint", constraints] if constraints else []
+
+
 def uv_commands(
     uv: FoundUv,
     python: str,
@@ -27,8 +31,6 @@ def uv_commands(
     compile_bytecode: bool,
 ) -> list[list[str]]:
     """`uv venv` then `uv pip install`, finding packages where pip's configuration says."""
-    index = uv_index_options(settings)
-    pinned = ["--constraint", constraints] if constraints else []
     return [
         # --allow-existing: a changed pyproject.toml or constraints.txt updates the environment
         # in place, as pip does, instead of uv refusing an existing one.
@@ -42,9 +44,9 @@ def uv_commands(
             "--quiet",
             "--python",
             venv_python(venv),
-            *index,
+            *uv_index_options(settings),
             *uv_install_options(settings, compile_bytecode),
-            *pinned,
+            *_constraint_option(constraints),
             "pip",
             *requirement,
         ],
@@ -56,9 +58,8 @@ def pip_commands(
 ) -> list[list[str]]:
     """`python -m venv`, a current pip, then `pip install` (pip reads its configuration itself)."""
     inner = venv_python(venv)
-    pinned = ["--constraint", constraints] if constraints else []
     return [
         [python, "-m", "venv", venv],
         [inner, "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-        [inner, "-m", "pip", "install", "--quiet", *pinned, *requirement],
+        [inner, "-m", "pip", "install", "--quiet", *_constraint_option(constraints), *requirement],
     ]

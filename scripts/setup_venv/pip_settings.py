@@ -42,28 +42,30 @@ class PipSettings:
 
     def names(self) -> list[str]:
         """pip's names of the settings that are set, for the one line saying what was honoured."""
-        return [name for name, field_name in PIP_NAMES.items() if getattr(self, field_name)]
+        return [name for name, (field, _, _) in OPTIONS.items() if getattr(self, field)]
 
 
-# pip's option name -> PipSettings field, for every setting handed on to uv.
-PIP_NAMES = {
-    "index-url": "index_url",
-    "extra-index-url": "extra_index_urls",
-    "find-links": "find_links",
-    "no-index": "no_index",
-    "constraint": "constraints",
-    "trusted-host": "trusted_hosts",
-    "only-binary": "only_binary",
-    "no-binary": "no_binary",
-    "pre": "pre",
-    "no-compile": "no_compile",
-    "cert": "cert",
-    "client-cert": "client_cert",
-    "timeout": "timeout",
-    "proxy": "proxy",
+# pip's option name -> (PipSettings field, how pip reads the configured text, other spellings):
+# the one table that builds the settings and names them. `one`: the text as written; `many`: a
+# list option, split on whitespace (spaces or lines) as pip splits it; `flag`: a boolean;
+# `inverted`: pip stores a configured boolean into the option's destination as written, and
+# --no-compile's destination is `compile`, so `no-compile = false` is what turns compiling off.
+OPTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "index-url": ("index_url", "one", ()),
+    "extra-index-url": ("extra_index_urls", "many", ()),
+    "find-links": ("find_links", "many", ()),
+    "no-index": ("no_index", "flag", ()),
+    "constraint": ("constraints", "many", ()),
+    "trusted-host": ("trusted_hosts", "many", ()),
+    "only-binary": ("only_binary", "many", ()),
+    "no-binary": ("no_binary", "many", ()),
+    "pre": ("pre", "flag", ()),
+    "no-compile": ("no_compile", "inverted", ()),
+    "cert": ("cert", "one", ()),
+    "client-cert": ("client_cert", "one", ()),
+    "timeout": ("timeout", "one", ("default-timeout",)),
+    "proxy": ("proxy", "one", ()),
 }
-# Other spellings pip accepts for the same option.
-ALIASES = {"default-timeout": "timeout"}
 
 # pip options that only change how pip itself talks or logs; nothing to hand on.
 _NOT_ABOUT_WHAT_IS_INSTALLED = {
@@ -116,45 +118,29 @@ def effective(values: dict[str, str], name: str, *aliases: str) -> str | None:
     return found
 
 
-def _is_false(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in _FALSE
+def _read(text: str | None, how: str) -> str | tuple[str, ...] | bool | None:
+    word = (text or "").strip().lower()
+    if how == "many":
+        return tuple((text or "").split())
+    if how == "flag":
+        return word in _TRUE
+    if how == "inverted":
+        return text is not None and word in _FALSE
+    return text
 
 
 def settings_from_values(values: dict[str, str]) -> PipSettings:
     """The install settings in a parsed `pip config list`."""
-
-    def many(name: str) -> tuple[str, ...]:
-        # pip splits a list option's configured value on whitespace (spaces or lines).
-        return tuple((effective(values, name) or "").split())
-
-    def flag(name: str) -> bool:
-        return (effective(values, name) or "").strip().lower() in _TRUE
-
+    read = {
+        field: _read(effective(values, name, *aliases), how)
+        for name, (field, how, aliases) in OPTIONS.items()
+    }
     set_names = {
         key.partition(".")[2] for key in values if key.partition(".")[0] in SECTIONS_BY_PRECEDENCE
     }
-    known = set(PIP_NAMES) | set(ALIASES)
-    unmatched = sorted(set_names - known - _NOT_ABOUT_WHAT_IS_INSTALLED)
-    return PipSettings(
-        index_url=effective(values, "index-url"),
-        extra_index_urls=many("extra-index-url"),
-        find_links=many("find-links"),
-        no_index=flag("no-index"),
-        constraints=many("constraint"),
-        trusted_hosts=many("trusted-host"),
-        only_binary=many("only-binary"),
-        no_binary=many("no-binary"),
-        pre=flag("pre"),
-        # pip stores a configured boolean into the option's destination as written, and
-        # --no-compile's destination is `compile`: `no-compile = false` is what turns
-        # compiling off, `no-compile = true` leaves it on. Followed as pip does it.
-        no_compile=_is_false(effective(values, "no-compile")),
-        cert=effective(values, "cert"),
-        client_cert=effective(values, "client-cert"),
-        timeout=effective(values, "timeout", "default-timeout"),
-        proxy=effective(values, "proxy"),
-        unmatched=tuple(unmatched),
-    )
+    known = {spelling for name, (_, _, aliases) in OPTIONS.items() for spelling in (name, *aliases)}
+    unmatched = tuple(sorted(set_names - known - _NOT_ABOUT_WHAT_IS_INSTALLED))
+    return PipSettings(**read, unmatched=unmatched)
 
 
 def read_pip_settings(python: str) -> tuple[PipSettings, str | None]:

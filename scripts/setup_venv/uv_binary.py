@@ -46,9 +46,8 @@ def install_uv_for_user(python: str, constraints: str | None) -> tuple[FoundUv |
     Returns the uv, or None and pip's last line of why not: an externally managed Python, a
     virtual environment's interpreter (no user site) or no network all end here.
     """
-    command = [python, "-m", "pip", "install", "--user", "--quiet", "uv"]
-    if constraints:
-        command[4:4] = ["--constraint", constraints]
+    pinned = ["--constraint", constraints] if constraints else []
+    command = [python, "-m", "pip", "install", "--user", "--quiet", *pinned, "uv"]
     try:
         answer = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError as error:

@@ -8,7 +8,7 @@ from .pip_settings import PipSettings
 
 
 def uv_index_options(settings: PipSettings) -> list[str]:
-    """Options of `uv venv` and `uv pip install` that find packages where pip would."""
+    """Options of `uv pip install` that find packages where pip would."""
     options: list[str] = []
     if settings.index_url:
         options += ["--index-url", settings.index_url]
